@@ -156,6 +156,15 @@ def _fmt_loc(err: dict[str, Any]) -> str:
     return ".".join(str(x) for x in err["loc"]) or "space"
 
 
+def _show(x: Any) -> str:
+    """A value as a user wrote it (7, 1.5, 'abc'), without numpy's reprs."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return repr(x)
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
 def _canon_number(x: float) -> int | float:
     return int(x) if float(x).is_integer() else float(x)
 
@@ -249,7 +258,7 @@ class Space:
             if abs(x - c) <= 1e-9 * max(1.0, abs(c)):
                 return c
         raise SpaceError(
-            f"gene {gene}: {value!r} is outside the space {self.name!r}; choose one of "
+            f"gene {gene}: {_show(value)} is outside the space {self.name!r}; choose one of "
             f"{', '.join(str(c) for c in self.choices[gene])}"
         )
 
@@ -341,7 +350,7 @@ class Space:
             x = float(lat[m])
             snapped = [c for c in self.multipliers if abs(c - x) <= 1e-9]
             if not snapped:
-                raise SpaceError(f"gene {m}: {lat[m]!r} is not one of the multipliers {list(self.multipliers)}")
+                raise SpaceError(f"gene {m}: {_show(lat[m])} is not one of the multipliers {list(self.multipliers)}")
             ms.append(snapped[0])
         c1 = self._snap("c1", lat["c1"])
         d = {g: lat[g] for g in _CHOICE_GENES}
