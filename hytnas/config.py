@@ -1,0 +1,521 @@
+"""The experiment configuration: one pydantic schema for the YAML file that drives a search.
+
+An experiment file has these sections (every key is optional except ``name``; every default and
+its meaning is listed in ``configs/README.md``, generated from this schema by
+:func:`keys_table`)::
+
+    name, space, dataset, training, objectives, constraints, search, scheduler, budget,
+    resources, hardware, storage_path, mlflow
+
+Conventions:
+
+- Unknown keys are errors (``extra="forbid"`` in every section), so a typo is named, never
+  silently ignored.
+- Every error is one :class:`~hytnas.errors.ConfigError` line that names the dotted field and
+  the fix, e.g. ``budget.num_samples: must be > 0 (got -3)``.
+- Relative paths (``storage_path``, ``dataset.root``, a space YAML path) are resolved against
+  the current working directory when the config is validated, so that the (plain, absolute)
+  config can be shipped to Ray workers that run in other folders.
+- ``storage_path`` defaults to ``./experiments/<name>``; the MLflow store defaults to
+  ``sqlite:///<storage_path>/mlflow.db``.
+- Objectives default to ``[val_accuracy, params_k]``: the host latency measured inside a trial
+  shares the CPU with the other running trials and is too noisy to rank candidates on a
+  laptop or CI runner. ``latency_ms`` is still measured and recorded for every trial; make it an
+  objective on a dedicated machine (one trial at a time) or with a device profile.
+- Nothing here touches the disk except :func:`load_experiment` reading the file;
+  :meth:`ExperimentConfig.check_paths` checks that input folders exist (the CLI calls it before
+  creating anything).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hytnas.errors import ConfigError, HytnasError, SpaceError
+from hytnas.objectives import (
+    METRICS,
+    Constraint,
+    Objective,
+    get_objectives,
+    parse_constraint,
+)
+
+#: Where ``load_experiment("quickstart")`` looks for shipped configs (a source checkout).
+BUILTIN_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DATASETS = ("fashion-mnist", "cifar10", "vww", "imagefolder")
+ALGORITHMS = ("mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp")
+CONFIG_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _abspath(p: str | None) -> str | None:
+    return None if p is None else os.path.abspath(os.path.expanduser(p))
+
+
+# ----------------------------------------------------------------------------------- sections
+class SpaceSection(_Section):
+    """The search space."""
+
+    name: str = Field("hytnas", description="built-in space (hytnas, hytnas-tiny) or a space YAML file")
+    input_size: int | None = Field(None, ge=8, le=1024, description="input resolution in px; null: the space's own")
+
+    @field_validator("name")
+    @classmethod
+    def _known_space(cls, v: str) -> str:
+        from hytnas.space import builtin_spaces, get_space
+
+        if v in builtin_spaces():
+            return v
+        if not v.endswith((".yaml", ".yml")) and not Path(v).is_file():
+            raise ValueError(
+                f"unknown space {v!r}; use a built-in space ({', '.join(builtin_spaces())}) or a space YAML file"
+            )
+        path = _abspath(v)
+        try:
+            get_space(path)
+        except SpaceError as exc:
+            raise ValueError(str(exc)) from None
+        return path
+
+
+class DatasetSection(_Section):
+    """The data (subsets are drawn with `training.seed`)."""
+
+    name: Literal["fashion-mnist", "cifar10", "vww", "imagefolder"] = Field(
+        "fashion-mnist", description="fashion-mnist | cifar10 | vww | imagefolder")
+    root: str | None = Field(None, description="data folder; null: the dataset's default folder")
+    download: bool = Field(False, description="download the dataset into root if it is missing")
+    train_size: int | None = Field(None, gt=0, description="training images (random subset); null: all")
+    val_size: int | None = Field(None, gt=0, description="validation images, held out of the training split; null: the data module's default")
+    test_size: int | None = Field(None, gt=0, description="test images (random subset of the test split); null: all")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes per trial")
+    in_channels: int | None = Field(None, ge=1, le=4, description="force 1 or 3 input channels; null: the dataset's own")
+
+    @field_validator("root")
+    @classmethod
+    def _abs_root(cls, v: str | None) -> str | None:
+        return _abspath(v)
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> "DatasetSection":
+        if self.name in ("imagefolder", "vww") and self.root is None:
+            raise ConfigError(f"dataset.root: the {self.name} dataset needs a data folder; set dataset.root")
+        return self
+
+
+class TrainingSection(_Section):
+    """Training of every candidate (`hytnas.training.TrainSettings`)."""
+
+    epochs: int = Field(3, ge=1, description="training epochs per trial (the ASHA resource)")
+    batch_size: int = Field(128, ge=1, description="mini-batch size")
+    optimizer: str = Field("adamw", description="adamw | adam | sgd")
+    lr: float = Field(0.002, gt=0, description="initial learning rate")
+    lr_decay: float = Field(0.95, gt=0, le=1, description="learning rate multiplied by this after every epoch")
+    weight_decay: float = Field(0.01, ge=0, description="weight decay")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
+    precision: str = Field("32-true", description="Lightning precision (32-true, bf16-mixed, 16-mixed)")
+    channels_last: bool = Field(False, description="channels-last memory format")
+    seed: int = Field(0, ge=0, description="seed of the data subsets and the weight initialisation (the same for every trial)")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        choices = _train_choices("optimizer", ("adamw", "adam", "sgd"))
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {v!r})")
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, v: str) -> str:
+        choices = _train_choices("precision", ("32-true", "bf16-mixed", "16-mixed"))
+        if v not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)} (got {v!r})")
+        return v
+
+
+def _train_choices(field: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
+    """The choices the training package declares (``OPTIMIZERS``/``PRECISIONS``), else ``fallback``."""
+    try:
+        import hytnas.training as training
+    except ImportError:
+        return fallback
+    return tuple(getattr(training, {"optimizer": "OPTIMIZERS", "precision": "PRECISIONS"}[field], fallback))
+
+
+class SearchSection(_Section):
+    """The searcher (`search_algos.make_search_alg`)."""
+
+    algorithm: Literal["mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp"] = Field(
+        "mobo", description="mobo | random | optuna-nsga2 | optuna-tpe | optuna-gp")
+    seed: int = Field(0, ge=0, description="seed of the searcher")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the searcher")
+
+
+class SchedulerSection(_Section):
+    """Trial scheduling; ASHA's resource is the epoch (`training_iteration`)."""
+
+    type: Literal["fifo", "asha"] = Field("fifo", description="fifo (train every trial fully) | asha (stop weak trials early)")
+    grace_period: int = Field(1, ge=1, description="asha: epochs before a trial can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="asha: keep 1/reduction_factor of the trials at each rung")
+
+
+class BudgetSection(_Section):
+    """How much to search."""
+
+    num_samples: int = Field(12, gt=0, description="trials (candidate archs) to evaluate")
+    max_concurrent_trials: int = Field(1, ge=1, description="trials running at the same time")
+    time_budget_s: float | None = Field(None, gt=0, description="stop starting/running trials after this many seconds; null: no limit")
+
+
+class ResourcesSection(_Section):
+    """Resources of one trial (fractions allowed)."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial (torch threads = max(1, floor(cpu)))")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (fractions share a GPU)")
+
+
+class HardwareSection(_Section):
+    """The target device and the latency measurement."""
+
+    device: str = Field("host-cpu", description="device profile name")
+    latency_threads: int = Field(1, ge=1, description="torch threads of the latency measurement")
+    latency_runs: int = Field(20, ge=1, description="timed runs of the latency measurement (the median is reported)")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        try:
+            from hytnas import hardware
+        except ImportError:
+            return v
+        lister = getattr(hardware, "list_profiles", None)
+        if lister is not None:
+            names = list(lister())
+            if names and v not in names:
+                raise ValueError(f"unknown device profile {v!r}; use one of {', '.join(names)}")
+        return v
+
+
+class MlflowSection(_Section):
+    """MLflow tracking (one parent run per search, one child run per trial)."""
+
+    enabled: bool = Field(True, description="track the search in MLflow")
+    tracking_uri: str | None = Field(None, description="null: sqlite:///<storage_path>/mlflow.db")
+    experiment_name: str | None = Field(None, description="MLflow experiment; null: the experiment name")
+
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class ExperimentConfig(_Section):
+    """One search experiment (the YAML file)."""
+
+    name: str = Field(pattern=_NAME_PATTERN, max_length=100,
+                      description="experiment name (letters, digits, . _ -); names the storage folder")
+    space: SpaceSection = Field(default_factory=SpaceSection)
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    objectives: list[Any] = Field(
+        default_factory=lambda: ["val_accuracy", "params_k"],
+        description="metrics to optimise: names (val_accuracy, latency_ms, params_k, macs_m, peak_sram_kb, "
+                    "model_size_kb, ...), 'name:min|max' or {name, sense, source}; the first one is Tune's metric")
+    constraints: list[Any] = Field(
+        default_factory=list, description="'metric <= bound' strings (or {name, op, value}), e.g. 'peak_sram_kb <= 256'")
+    search: SearchSection = Field(default_factory=SearchSection)
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    hardware: HardwareSection = Field(default_factory=HardwareSection)
+    storage_path: str | None = Field(None, description="experiment folder; null: ./experiments/<name>")
+    mlflow: MlflowSection = Field(default_factory=MlflowSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_storage(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("storage_path") is None and isinstance(data.get("name"), str):
+            data = {**data, "storage_path": os.path.join("experiments", data["name"])}
+        return data
+
+    @field_validator("storage_path")
+    @classmethod
+    def _abs_storage(cls, v: str | None) -> str | None:
+        return _abspath(v)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[Any]) -> list[Any]:
+        objs = get_objectives(v)  # ConfigError names the objective
+        for o in objs:
+            if o.name == "test_accuracy":
+                raise ConfigError("objectives: test_accuracy would select on the test split; use val_accuracy")
+            if o.name not in METRICS:
+                raise ConfigError(f"objectives: {o.name} is not reported by the trials; use one of {', '.join(_SELECTABLE)}")
+        return [_objective_spec(o) for o in objs]
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v: list[Any]) -> list[Any]:
+        out = []
+        for i, spec in enumerate(v):
+            c = parse_constraint(spec)
+            if c.name not in METRICS or c.name == "test_accuracy":
+                raise ConfigError(f"constraints.{i}: unknown metric {c.name!r}; use one of {', '.join(_SELECTABLE)}")
+            out.append(str(c))
+        return out
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "ExperimentConfig":
+        if self.scheduler.type == "asha" and self.scheduler.grace_period > self.training.epochs:
+            raise ConfigError(
+                f"scheduler.grace_period: {self.scheduler.grace_period} is more than training.epochs "
+                f"({self.training.epochs}); lower it or train longer"
+            )
+        first = self.get_objectives()[0]
+        if self.scheduler.type == "asha" and first.source == "known":
+            raise ConfigError(
+                f"scheduler.type: asha stops trials on the first objective, {first.name}, which training does "
+                "not change; list a reported objective (val_accuracy) first or use fifo"
+            )
+        return self
+
+    # ------------------------------------------------------------------------- derived values
+    @property
+    def storage_dir(self) -> Path:
+        assert self.storage_path is not None  # set by the validator
+        return Path(self.storage_path)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.storage_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return self.mlflow.experiment_name or self.name
+
+    def get_objectives(self) -> tuple[Objective, ...]:
+        return get_objectives(self.objectives)
+
+    def get_constraints(self) -> tuple[Constraint, ...]:
+        return tuple(parse_constraint(c) for c in self.constraints)
+
+    def build_space(self):
+        """The :class:`~hytnas.space.Space`, at ``space.input_size`` when given."""
+        from hytnas.space import get_space
+
+        return get_space(self.space.name, input_size=self.space.input_size)
+
+    def to_plain(self) -> dict[str, Any]:
+        """A plain, JSON-able dict (what Ray workers receive and what is saved next to a run)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_plain(), sort_keys=False)
+
+    def check_paths(self) -> None:
+        """Raise ConfigError when an input folder does not exist (call before creating anything)."""
+        root = self.dataset.root
+        if root is not None and not self.dataset.download and not Path(root).is_dir():
+            raise ConfigError(
+                f"dataset.root: folder {root} does not exist; point it at the {self.dataset.name} data "
+                "or set dataset.download: true"
+            )
+
+
+_SELECTABLE = tuple(m for m in METRICS if m != "test_accuracy")
+
+
+def _objective_spec(o: Objective) -> str | dict[str, Any]:
+    base = METRICS.get(o.name)
+    if base is not None and (o.sense, o.source) == (base.sense, base.source):
+        return o.name
+    return {"name": o.name, "sense": o.sense, "source": o.source}
+
+
+# ----------------------------------------------------------------------------------- errors
+def _fmt_value(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer() and math.isfinite(x):
+        return str(int(x))
+    if isinstance(x, (dict, list)):
+        return type(x).__name__
+    return repr(x) if isinstance(x, str) else str(x)
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_TYPES = {
+    "int_parsing": "must be an integer", "int_from_float": "must be an integer", "int_type": "must be an integer",
+    "float_parsing": "must be a number", "float_type": "must be a number", "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false", "string_type": "must be a string", "dict_type": "must be a mapping",
+    "model_type": "must be a mapping", "model_attributes_type": "must be a mapping", "list_type": "must be a list",
+    "finite_number": "must be a finite number",
+}
+
+
+def _error_line(exc: ValidationError, prefix: str = "") -> str:
+    """The first error of ``exc`` as one line naming the dotted field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if prefix:
+        loc = f"{prefix}.{loc}" if loc else prefix
+    typ, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    cause = ctx.get("error")
+    if isinstance(cause, HytnasError):
+        return str(cause)  # already names its field
+    if typ == "extra_forbidden":
+        parent = err["loc"][:-1]
+        model: Any = ExperimentConfig
+        for p in parent:
+            model = model.model_fields[str(p)].annotation if hasattr(model, "model_fields") else None
+        allowed = ", ".join(model.model_fields) if hasattr(model, "model_fields") else ""
+        return f"{loc}: unknown key" + (f"; allowed keys here: {allowed}" if allowed else "")
+    if typ == "missing":
+        return f"{loc}: missing (required)"
+    if typ in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        return f"{loc}: must be {_BOUNDS[typ]} {_fmt_value(bound)} (got {_fmt_value(value)})"
+    if typ == "literal_error":
+        choices = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"{loc}: must be one of {choices} (got {_fmt_value(value)})"
+    if typ == "string_pattern_mismatch":
+        return f"{loc}: {_fmt_value(value)} is not allowed; use letters, digits, '.', '_' or '-'"
+    if typ in _TYPES:
+        return f"{loc}: {_TYPES[typ]} (got {_fmt_value(value)})"
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{loc}: {msg}"
+
+
+# ----------------------------------------------------------------------------------- loading
+def parse_experiment(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Validate a plain dict; every problem is one :class:`ConfigError` naming the field."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config: must be a mapping of sections (name, space, dataset, ...)")
+    try:
+        return ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_error_line(exc)) from None
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a copy of ``data``."""
+    out: dict[str, Any] = _deep_copy(dict(data))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. budget.num_samples=4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML (quote strings with ':' or '#')") from None
+        node: Any = out
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                node = node[_list_index(node, part, where)]
+                continue
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, (dict, list)):
+                raise ConfigError(f"--set {key}: {where} is a value ({_fmt_value(nxt)}), not a section")
+            node = nxt
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_list_index(node, last, key)] = value
+        else:
+            node[last] = value
+    return out
+
+
+def _list_index(node: list[Any], part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {where}: {part!r} is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def _deep_copy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deep_copy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deep_copy(v) for v in x]
+    return x
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_CONFIG_DIR.glob("*.yaml")) if BUILTIN_CONFIG_DIR.is_dir() else []
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is a file; a bare name (``quickstart``) is looked up in the shipped configs."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    s = str(path)
+    if os.sep not in s and not s.endswith((".yaml", ".yml")) and s in builtin_configs():
+        return BUILTIN_CONFIG_DIR / f"{s}.yaml"
+    hint = f"; shipped configs: {', '.join(builtin_configs())}" if builtin_configs() else ""
+    raise ConfigError(f"config {s}: file not found{hint}")
+
+
+def load_experiment(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read an experiment YAML file (or a shipped config by name), apply ``--set`` overrides, validate."""
+    p = resolve_config_path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"config {p}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {p}{where}: not valid YAML") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {p}: must be a mapping of sections (name, space, dataset, ...)")
+    return parse_experiment(apply_overrides(data, overrides))
+
+
+# ----------------------------------------------------------------------------------- docs
+def keys_table() -> str:
+    """The Markdown table of every key, its default and meaning (``configs/README.md``)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, f in model.model_fields.items():
+            key = f"{prefix}{name}"
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                rows.append(f"| **`{key}`** | | {(ann.__doc__ or '').strip()} |")
+                walk(ann, f"{key}.")
+                continue
+            if f.is_required():
+                default = "(required)"
+            elif f.default_factory is not None:
+                default = f"`{_fmt_default(f.default_factory())}`"
+            else:
+                default = f"`{_fmt_default(f.default)}`"
+            rows.append(f"| `{key}` | {default} | {(f.description or '').replace('|', '&#124;')} |")
+
+    walk(ExperimentConfig, "")
+    return "\n".join(rows) + "\n"
+
+
+def _fmt_default(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt_default(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt_default(x)}" for k, x in v.items()) + "}"
+    return str(v)
