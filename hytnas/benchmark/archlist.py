@@ -74,11 +74,8 @@ def zoo_archs_in_space(space: Space) -> list[tuple[str, Arch]]:
     except ImportError:
         return []
     out = []
-    names = zoo.list_models() if hasattr(zoo, "list_models") else sorted(getattr(zoo, "ZOO", {}))
-    for name in names:
-        cfg = zoo.get_arch(name) if hasattr(zoo, "get_arch") else zoo.ZOO[name]
-        cfg = cfg() if callable(cfg) else cfg
-        arch = arch_from_cfg(space, cfg)
+    for name in zoo.names():
+        arch = arch_from_cfg(space, zoo.get(name))
         if arch is not None:
             out.append((name, arch))
     return out
