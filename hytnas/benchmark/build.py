@@ -1,9 +1,9 @@
 """``hytnas benchmark build``: train a fixed arch list through the normal pipeline into a table.
 
-The list (:func:`hytnas.benchmark.archlist.build_items`) is replayed by a
-:class:`~hytnas.benchmark.replay.ReplaySearcher` through the ordinary search path
-(``hytnas.search.build_tuner``: the training trainable, Ray Tune, MLflow tracking), one Tune run
-per training seed (the seed is an experiment setting, ``training.seed``).
+The list (:func:`hytnas.benchmark.archlist.build_items`) goes through the ordinary search path
+(:func:`hytnas.search.run_search`: the training trainable, Ray Tune, MLflow tracking) with the
+``random`` searcher in pool mode (``candidates``: the archs still to train), one run per training
+seed (the seed is an experiment setting, ``training.seed``).
 
 Resumable: :class:`TableRecorder` (a Tune callback on the driver) rewrites a partial table
 atomically after every finished trial. A new build with the same config reads it, checks its
@@ -28,7 +28,6 @@ from ray.tune import Callback
 
 from hytnas.benchmark.archlist import BuildItem, build_items
 from hytnas.benchmark.config import BuildConfig, experiment_for_build
-from hytnas.benchmark.replay import ReplaySearcher
 from hytnas.benchmark.table import header_comment, read_header
 from hytnas.errors import ConfigError, DataError
 from hytnas.space import GENES, Space
@@ -176,8 +175,13 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
     by_key = {i.key(space): i for i in items}
     schedule = schedule_of(cfg)
     fp = fingerprint(space, items, schedule)
+    from hytnas.search import make_datamodule
+
+    dm = make_datamodule(exp, space.input_size)
     header = {
         "space": exp.space.name,
+        "num_classes": dm.num_classes,
+        "in_channels": dm.in_channels,
         "space_id": space.space_id,
         "input_size": space.input_size,
         "dataset": exp.dataset.name,
@@ -209,13 +213,22 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
 
 
 def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: int, recorder: TableRecorder) -> None:
-    """One Tune run of the normal search path replaying ``batch`` with training seed ``seed``."""
-    from hytnas.search import build_tuner
+    """One run of the normal search path (:func:`hytnas.search.run_search`: the training
+    trainable, Ray Tune, MLflow) over exactly the archs of ``batch``, with training seed ``seed``.
 
-    exp = experiment_for_build(cfg, len(batch), seed)
-    searcher = ReplaySearcher([space.to_config(i.arch) for i in batch])
-    tuner = build_tuner(exp, search_alg=searcher, callbacks=[recorder], resume=False)
-    tuner.fit()
+    The searcher is ``random`` in pool mode (``candidates``: the batch written as an arch table)
+    with ``num_samples`` = the batch size, so every arch of the batch is trained once."""
+    from hytnas.search import run_search
+
+    storage = Path(cfg.experiment.storage_path)
+    pool_dir = storage / "pools"
+    attempt = 0
+    while (storage / f"seed{seed}-pass{attempt}").exists():
+        attempt += 1
+    pool = pool_dir / f"seed{seed}-pass{attempt}.csv"
+    write_arch_table(pool, space, [i.arch for i in batch], comment=f"benchmark build pool, seed {seed}")
+    exp = experiment_for_build(cfg, len(batch), seed, pool, f"seed{seed}-pass{attempt}")
+    run_search(exp, callbacks=[recorder], quiet=True)
 
 
 def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem], state: BuildState,

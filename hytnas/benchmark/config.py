@@ -6,8 +6,8 @@ A build file has two sections::
     experiment:   # an ordinary experiment config (hytnas.config schema): space, dataset,
                   # training schedule, resources, hardware, storage_path, mlflow
 
-The build sets the experiment's ``search`` (a replay of the fixed arch list), ``budget.num_samples``
-(the length of that list) and ``scheduler`` (fifo: every arch trained for the full schedule);
+The build sets the experiment's ``search`` (``random`` in pool mode over the archs still to
+train), ``budget.num_samples`` (the number of those archs) and ``scheduler`` (fifo: every arch trained for the full schedule);
 giving them in the file is an error, so nobody believes they take effect. ``objectives`` only
 choose Tune's metric here (the table records every metric).
 """
@@ -78,7 +78,7 @@ def parse_build_config(data: Mapping[str, Any], source: str = "") -> BuildConfig
     exp = dict(data["experiment"])
     for key in _OWNED_BY_BUILD:
         if key in exp:
-            raise ConfigError(f"experiment.{key}: set by the build (a replay of the fixed arch list); remove it")
+            raise ConfigError(f"experiment.{key}: set by the build (the fixed arch list in pool mode); remove it")
     try:
         bench = BuildSection.model_validate(dict(data.get("benchmark") or {}))
     except ValidationError as exc:
@@ -119,19 +119,19 @@ def load_build_config(path: str | os.PathLike[str], overrides: Sequence[str] = (
     return parse_build_config(apply_overrides(data, overrides), source=str(p))
 
 
-def experiment_for_build(cfg: BuildConfig, num_samples: int, seed: int) -> ExperimentConfig:
-    """The experiment config of one pass of a build: training seed ``seed``, fifo, ``num_samples``
-    replayed trials, its own Tune folder ``<storage_path>/seed<seed>``; every pass logs into the
-    same MLflow store and experiment."""
+def experiment_for_build(cfg: BuildConfig, num_samples: int, seed: int, pool: Path, run_name: str) -> ExperimentConfig:
+    """The experiment config of one pass of a build: training seed ``seed``; the ``random``
+    searcher in pool mode over ``pool`` (an arch table of the archs to train) with
+    ``num_samples`` = the pool size, so it trains exactly the pool; fifo; its own Tune folder
+    ``<storage_path>/<run_name>``; every pass logs into the same MLflow store and experiment."""
     plain = cfg.experiment.to_plain()
-    plain["name"] = f"{cfg.experiment.name}-seed{seed}"
-    plain["storage_path"] = str(Path(cfg.experiment.storage_path) / f"seed{seed}")
+    plain["name"] = f"{cfg.experiment.name}-{run_name}"
+    plain["storage_path"] = str(Path(cfg.experiment.storage_path) / run_name)
     plain["training"]["seed"] = seed
     plain["mlflow"] = {**plain["mlflow"],
                        "tracking_uri": cfg.experiment.tracking_uri,
                        "experiment_name": cfg.experiment.mlflow_experiment}
+    plain["search"] = {"algorithm": "random", "seed": seed, "options": {"candidates": str(pool)}}
     plain["scheduler"] = {"type": "fifo"}
-    plain["budget"] = {"num_samples": max(1, num_samples), "max_concurrent_trials": cfg.benchmark.max_concurrent_trials}
+    plain["budget"] = {"num_samples": num_samples, "max_concurrent_trials": cfg.benchmark.max_concurrent_trials}
     return parse_experiment(plain)
-
-

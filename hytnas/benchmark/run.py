@@ -1,0 +1,304 @@
+"""``hytnas benchmark run``: searchers x seeds on a table (or its surrogate), hypervolume curves.
+
+Every run goes through Ray Tune: the searcher (``search_algos.make_search_alg``, or ``ax``) +
+the lookup trainable (``--problem table``) or the surrogate trainable (``--problem surrogate``),
+one trial at a time, so "evaluations" is well defined: the ``i``-th completed trial.
+
+- ``table``: searchers are restricted to the table's archs (pool mode, ``candidates: TABLE``);
+  a run ends early when the pool is used up (its curve then stays at its last value, which is
+  the true-front HV). The true front is exact: every arch of the problem is in the table.
+- ``surrogate``: searchers roam the whole space; the surrogate answers. HV is still measured
+  with the table's reference point and normalised by the table's true-front HV (so a
+  surrogate run may exceed 1.0: the surrogate's optimum is not the table's).
+
+Outputs in ``--out``, per objective pair ``<a>-vs-<b>``: ``curves.json`` (every run's curve,
+reference point, true HV, ...), ``curves.png`` (mean +- std of HV / true HV across seeds),
+``summary.csv`` and ``summary.md`` (per searcher: HV / true HV at 50/100/200/500 evaluations,
+mean +- std over seeds; evaluations to reach 95 % and 99 % of the true HV, median over seeds and
+how many seeds got there).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ray.tune import Callback
+
+from hytnas.benchmark.hypervolume import evals_to_reach, hv_at, hv_curve, true_front
+from hytnas.benchmark.table import BenchmarkTable
+from hytnas.errors import ConfigError
+from hytnas.objectives import Objective, get_objectives
+from hytnas.utils import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+SEARCHERS = ("mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
+PROBLEMS = ("table", "surrogate")
+MILESTONES = (50, 100, 200, 500)
+TARGETS = (0.95, 0.99)
+DEFAULT_PAIRS = (("val_accuracy", "latency_ms"), ("val_accuracy", "params_k"))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    problem: str
+    table: Path
+    searchers: tuple[str, ...]
+    budget: int
+    seeds: int
+    pairs: tuple[tuple[str, ...], ...] = DEFAULT_PAIRS
+    out: Path = Path("benchmarks/results/run")
+    searcher_options: dict[str, dict[str, Any]] | None = None
+
+    def check(self) -> None:
+        if self.problem not in PROBLEMS:
+            raise ConfigError(f"--problem: must be one of {', '.join(PROBLEMS)} (got {self.problem!r})")
+        bad = [s for s in self.searchers if s not in SEARCHERS]
+        if bad:
+            raise ConfigError(f"--searchers: unknown searcher {bad[0]!r}; use any of {', '.join(SEARCHERS)}")
+        if not self.searchers:
+            raise ConfigError("--searchers: give at least one searcher")
+        if self.budget < 1:
+            raise ConfigError(f"--budget: must be >= 1 (got {self.budget})")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds: must be >= 1 (got {self.seeds})")
+        for pair in self.pairs:
+            if len(pair) < 2:
+                raise ConfigError(f"--objectives: give at least two objectives per pair (got {','.join(pair)})")
+            get_objectives(pair)
+
+
+class Completions(Callback):
+    """Tune callback: the final results of the trials, in completion order (errors as ``{"error": True}``)."""
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.results.append(dict(trial.last_result or {}))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.results.append({"error": True})
+
+
+def make_searcher(name: str, table: BenchmarkTable, objectives: Sequence[Objective], seed: int, pool: bool,
+                  options: dict[str, Any] | None = None):
+    """The searcher ``name`` for the benchmark (pool mode over the table's archs when ``pool``)."""
+    head = table.header
+    num_classes, in_channels = int(head.get("num_classes", 10)), int(head.get("in_channels", 1))
+    if name == "ax":
+        from hytnas.benchmark.ax_search import AxArchSearch
+
+        return AxArchSearch(table.space, objectives, seed=seed, candidates=table.archs if pool else None)
+    from search_algos import make_search_alg
+
+    opts = dict(options or {})
+    if pool:
+        opts["candidates"] = list(table.archs)
+    return make_search_alg(name, space=table.space, objectives=objectives, seed=seed, max_concurrent=1,
+                           num_classes=num_classes, in_channels=in_channels, input_size=table.space.input_size,
+                           options=opts)
+
+
+def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str) -> list[dict[str, Any]]:
+    """One Tune run (one trial at a time); the trials' final results in completion order."""
+    from ray import tune
+
+    rec = Completions()
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, max_concurrent_trials=1,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[rec], verbose=0,
+                                  log_to_file=False, failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+    return rec.results
+
+
+def curve_of(results: Sequence[dict[str, Any]], objectives: Sequence[Objective], ref_point: Any,
+             budget: int) -> list[float]:
+    """HV after each evaluation (a failed or unfinished trial counts, adds nothing), padded to
+    ``budget`` with the last value when the run ended early."""
+    import torch
+
+    curve: list[float] = []
+    last = 0.0
+    ys, pos = [], []
+    for i, r in enumerate(results):
+        if r.get("done") and all(o.name in r for o in objectives):
+            ys.append([float(r[o.name]) for o in objectives])
+            pos.append(i)
+    hv = hv_curve(torch.tensor(ys, dtype=torch.float64).reshape(-1, len(objectives)), objectives, ref_point) if ys else []
+    j = 0
+    for i in range(len(results)):
+        if j < len(pos) and pos[j] == i:
+            last = hv[j]
+            j += 1
+        curve.append(last)
+    curve += [last] * (budget - len(curve))
+    return curve[:budget]
+
+
+def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every searcher x seed for every objective pair; write the files; return the summaries."""
+    spec.check()
+    table = BenchmarkTable.load(spec.table)
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if spec.problem == "table":
+        from trainables.lookup import make_lookup_trainable
+
+        trainable = make_lookup_trainable(table)
+    else:
+        from hytnas.benchmark.surrogate import Surrogate
+        from trainables.surrogate import make_surrogate_trainable
+
+        log(f"benchmark run: fitting the surrogate on {len(table)} archs of {table.path}")
+        model = Surrogate.fit(table)
+        atomic_write_json(out / "surrogate.json", model.to_dict())
+        trainable = make_surrogate_trainable(model)
+    _init_ray()
+    summaries: dict[str, Any] = {}
+    for pair in spec.pairs:
+        objectives = get_objectives(pair)
+        tf = true_front(table.Y(objectives), objectives)
+        tag = "-vs-".join(o.name for o in objectives)
+        pdir = out / tag
+        runs: dict[str, dict[str, Any]] = {}
+        for name in spec.searchers:
+            runs[name] = {}
+            for seed in range(spec.seeds):
+                t0 = time.monotonic()
+                searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
+                                         options=(spec.searcher_options or {}).get(name))
+                results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
+                curve = curve_of(results, objectives, tf.ref_point, spec.budget)
+                runs[name][str(seed)] = {
+                    "curve": curve, "evaluations": len(results), "wall_s": time.monotonic() - t0,
+                    "arch_ids": [r.get("arch_id") for r in results],
+                }
+                log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: {len(results)} evaluations, "
+                    f"final HV {curve[-1] / tf.hypervolume:.4f} of the true front, {time.monotonic() - t0:.0f} s")
+        doc = {
+            "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
+            "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
+            "ref_point": tf.ref_point_natural(), "ref_point_derivation":
+                "botorch infer_reference_point(true front, scale=0.1): nadir - 0.1 * (ideal - nadir) of the table's "
+                "true Pareto front, in the maximised space",
+            "true_hypervolume": tf.hypervolume, "true_front_size": len(tf.pareto_rows),
+            "table_rows": len(table), "budget": spec.budget, "seeds": spec.seeds, "runs": runs,
+        }
+        atomic_write_json(pdir / "curves.json", doc)
+        rows = summarize(doc)
+        _write_summary(pdir, rows, doc)
+        plot_curves(doc, pdir / "curves.png")
+        summaries[tag] = {"true_hypervolume": tf.hypervolume, "ref_point": doc["ref_point"], "rows": rows}
+        log(f"benchmark run [{spec.problem} {tag}] wrote {pdir}/curves.json, curves.png, summary.md\n"
+            + format_summary(rows, doc))
+    return summaries
+
+
+def _init_ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+
+
+def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per searcher: normalised HV at the milestones (mean, std over seeds) and evaluations to
+    reach each target fraction of the true HV (median over the seeds that reached it, and how many)."""
+    true_hv = doc["true_hypervolume"]
+    rows = []
+    for name, seeds in doc["runs"].items():
+        curves = [r["curve"] for r in seeds.values()]
+        row: dict[str, Any] = {"searcher": name, "seeds": len(curves)}
+        for m in MILESTONES:
+            vals = [hv_at(c, m) / true_hv for c in curves if m <= len(c)]
+            row[f"hv@{m}"] = statistics.fmean(vals) if vals else math.nan
+            row[f"hv@{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
+        for t in TARGETS:
+            hits = [n for c in curves if (n := evals_to_reach(c, t * true_hv)) is not None]
+            row[f"evals_to_{round(t * 100)}%"] = statistics.median(hits) if hits else math.nan
+            row[f"reached_{round(t * 100)}%"] = len(hits)
+        rows.append(row)
+    return rows
+
+
+def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
+    """A Markdown table of :func:`summarize` rows."""
+    budget = doc["budget"]
+    ms = [m for m in MILESTONES if m <= budget] or [budget]
+    head = ["searcher"] + [f"HV@{m}" for m in ms] + [f"evals to {round(t * 100)}%" for t in TARGETS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["searcher"]]
+        for m in ms:
+            v, s = r.get(f"hv@{m}", math.nan), r.get(f"hv@{m}_std", math.nan)
+            cells.append("n/a" if math.isnan(v) else f"{v:.4f} ± {s:.4f}")
+        for t in TARGETS:
+            k = round(t * 100)
+            n, hits = r[f"evals_to_{k}%"], r[f"reached_{k}%"]
+            cells.append(f"never (0/{r['seeds']})" if math.isnan(n) else f"{n:g} ({hits}/{r['seeds']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_summary(pdir: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(pdir / "summary.csv.tmp", index=False, float_format="%.6g")
+    (pdir / "summary.csv.tmp").replace(pdir / "summary.csv")
+    ref = ", ".join(f"{o} {v:.6g}" for o, v in zip(doc["objectives"], doc["ref_point"]))
+    text = (f"# {doc['problem']}: {' vs '.join(doc['objectives'])}\n\n"
+            f"table {doc['table']} ({doc['table_rows']} archs); true-front HV {doc['true_hypervolume']:.6g} "
+            f"({doc['true_front_size']} Pareto archs); reference point {ref} ({doc['ref_point_derivation']}).\n"
+            f"HV values are fractions of the true-front HV (mean ± std over {doc['seeds']} seeds); "
+            f"evaluations to a target: median over the seeds that reached it (reached/seeds).\n\n"
+            + format_summary(rows, doc) + "\n")
+    atomic_write_text(pdir / "summary.md", text)
+
+
+def plot_curves(doc: dict[str, Any], path: Path) -> None:
+    """HV / true HV vs evaluations, mean +- std across seeds, one line per searcher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    true_hv = doc["true_hypervolume"]
+    for name, seeds in doc["runs"].items():
+        C = np.array([r["curve"] for r in seeds.values()], dtype=float) / true_hv
+        x = np.arange(1, C.shape[1] + 1)
+        mean, std = C.mean(0), C.std(0)
+        ax.plot(x, mean, label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    for t in TARGETS:
+        ax.axhline(t, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume / true-front hypervolume")
+    ax.set_title(f"{doc['problem']}: {' vs '.join(doc['objectives'])}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "curve_of", "summarize",
+           "format_summary", "plot_curves", "SEARCHERS", "PROBLEMS"]
