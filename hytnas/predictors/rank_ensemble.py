@@ -22,6 +22,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -177,14 +178,37 @@ def fit_rank_ensemble(
     bootstrap: bool = True,
     activation: str = "silu",
     seed: int = 0,
+    threads: int | None = 1,
 ) -> RankEnsemble:
     """Fit ``n_members`` MLPs ``d -> hidden -> 1`` on ``(X, y)``; see the module docstring.
 
     ``margin`` is in standardised-``y`` units (pairs whose order the loss enforces must be
     separated by at least that much). ``mse_weight`` scales the MSE term against the ranking
     loss. Full-batch Adam for ``epochs`` steps; fresh random pairs each step when the number of
-    pairs exceeds ``max_pairs``.
+    pairs exceeds ``max_pairs``. ``threads``: torch intra-op threads while fitting (restored
+    afterwards; the layers are far too small to gain from more, and on a busy machine extra
+    threads only contend); ``None`` leaves the setting alone.
     """
+    with _intra_op_threads(threads):
+        return _fit(X, y, n_members=n_members, hidden=hidden, epochs=epochs, margin=margin, mse_weight=mse_weight,
+                    lr=lr, weight_decay=weight_decay, max_pairs=max_pairs, bootstrap=bootstrap,
+                    activation=activation, seed=seed)
+
+
+@contextmanager
+def _intra_op_threads(n: int | None):
+    prev = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _fit(X: Tensor, y: Tensor, *, n_members: int, hidden: Sequence[int], epochs: int, margin: float,
+         mse_weight: float, lr: float, weight_decay: float, max_pairs: int, bootstrap: bool, activation: str,
+         seed: int) -> RankEnsemble:
     X = _as_2d(X).float()
     y = torch.as_tensor(y).reshape(-1).float()
     n, d = X.shape

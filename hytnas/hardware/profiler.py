@@ -1,0 +1,244 @@
+"""Profiling a device: the per-unit latency table and end-to-end validation latencies.
+
+:func:`run_profile` runs on the target device (it needs only this package and torch) and writes
+two plain files into ``out_dir``, which the user copies back:
+
+- ``lut.json`` (:mod:`hytnas.hardware.lut`): the median and IQR latency of every distinct unit
+  (stem, each block repeat, head) of the space, or of the units of a sample of archs
+  (``coverage="sample"``);
+- ``validation.csv`` (the arch-table format of :mod:`hytnas.table`): ``n_validate`` archs
+  sampled with ``seed``, timed end to end (``latency_ms``, ``latency_iqr_ms``). They fit and
+  check the LUT's residual correction and any learned predictor.
+
+Both files are rewritten atomically every ``checkpoint_s`` seconds and when the run stops, so an
+interrupted run continues where it stopped: units and archs already timed are skipped. A rerun
+with other settings into the same folder is refused (one line naming the setting).
+
+Timing: ``hytnas.costs.measure_latency`` with ``threads`` intra-op threads; one shared warm-up
+of ``warmup_s`` seconds first (caches, allocator, CPU clock), then per unit ``warmup`` untimed
+and ``runs`` timed batch-1 passes; medians and inter-quartile ranges are stored.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+
+from hytnas.costs import measure_latency
+from hytnas.errors import DataError, HardwareError
+from hytnas.hardware.blocks import BlockSpec, archs_block_specs, space_block_specs
+from hytnas.hardware.lut import LUT_FILE, VALIDATION_FILE, LatencyTable
+from hytnas.space import Space
+from hytnas.table import read_arch_table, write_arch_table
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    """What a profile run measures and how (recorded in ``lut.json``'s ``meta``)."""
+
+    input_size: int
+    num_classes: int = 10
+    in_channels: int = 3
+    threads: int = 1
+    runs: int = 10  # timed passes per unit
+    warmup: int = 2  # untimed passes per unit (after the shared warm-up)
+    warmup_s: float = 2.0  # shared warm-up at the start, seconds
+    n_validate: int = 50  # archs timed end to end
+    validate_runs: int = 30
+    validate_warmup: int = 5
+    coverage: Literal["full", "sample"] = "full"
+    sample: int = 300  # coverage="sample": archs whose units are profiled
+    seed: int = 0
+    torch_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "num_classes", "in_channels", "threads", "runs", "validate_runs", "sample"):
+            if int(getattr(self, name)) < 1:
+                raise HardwareError(f"profile: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "validate_warmup", "n_validate"):
+            if int(getattr(self, name)) < 0:
+                raise HardwareError(f"profile: {name} must be >= 0, got {getattr(self, name)}")
+        if self.coverage not in ("full", "sample"):
+            raise HardwareError(f"profile: coverage must be 'full' or 'sample', got {self.coverage!r}")
+
+
+#: settings that must match to continue a run in the same folder
+_MUST_MATCH = ("space_id", "input_size", "num_classes", "in_channels", "threads", "runs", "warmup",
+               "coverage", "sample", "seed", "n_validate", "validate_runs", "validate_warmup", "torch_device")
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    out_dir: Path
+    n_units: int
+    n_units_timed_now: int
+    n_validate: int
+    n_validate_timed_now: int
+    seconds: float
+
+    @property
+    def lut_path(self) -> Path:
+        return self.out_dir / LUT_FILE
+
+    @property
+    def validation_path(self) -> Path:
+        return self.out_dir / VALIDATION_FILE
+
+
+def units_to_profile(space: Space, settings: ProfileSettings) -> dict[str, BlockSpec]:
+    """The units the run times: every unit of the space, or those of ``sample`` archs."""
+    kw = dict(input_size=settings.input_size, num_classes=settings.num_classes, in_channels=settings.in_channels)
+    if settings.coverage == "full":
+        return space_block_specs(space, **kw)
+    archs = space.sample(min(settings.sample, space.cardinality()), seed=settings.seed)
+    return archs_block_specs(space, archs, **kw)
+
+
+def validation_archs(space: Space, settings: ProfileSettings) -> list:
+    """The archs timed end to end (a seeded sample, disjoint in seed from the LUT sample)."""
+    n = min(settings.n_validate, space.cardinality())
+    return space.sample(n, seed=settings.seed + 1_000_003)
+
+
+class _Progress:
+    def __init__(self, report: Callable[[str], None] | None, label: str, total: int, every_s: float = 2.0):
+        self.report, self.label, self.total, self.every_s = report, label, total, every_s
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, done: int, timed: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.report is None or not (force or now - self.last >= self.every_s):
+            return
+        self.last = now
+        el = now - self.t0
+        left = el / timed * (self.total - done) if timed else float("nan")
+        eta = f", ~{left:.0f} s left" if timed and done < self.total else ""
+        self.report(f"{self.label}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), {el:.0f} s{eta}")
+
+
+def _meta(space: Space, settings: ProfileSettings, device_name: str) -> dict[str, Any]:
+    return {
+        "device": device_name, "space": space.to_dict(), "space_id": space.space_id,
+        **asdict(settings),
+        "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
+        "python": platform.python_version(),
+    }
+
+
+def _check_resume(old: LatencyTable, meta: dict[str, Any], path: Path) -> None:
+    for k in _MUST_MATCH:
+        if old.meta.get(k) != meta[k]:
+            raise HardwareError(
+                f"profile: {path} was made with {k}={old.meta.get(k)!r}, this run has {k}={meta[k]!r}; "
+                f"continue with the same settings or use another --out folder"
+            )
+
+
+def _time(module: torch.nn.Module, res: int, chs: int, settings: ProfileSettings, runs: int, warmup: int) -> dict[str, float]:
+    module = module.to(settings.torch_device)
+    r = measure_latency(module, res, chs, threads=settings.threads, runs=runs, warmup=warmup)
+    return {"median_ms": r.median_ms, "iqr_ms": r.iqr_ms, "p25_ms": r.p25_ms, "p75_ms": r.p75_ms, "runs": r.runs}
+
+
+def _shared_warmup(specs: list[BlockSpec], settings: ProfileSettings) -> None:
+    """Run the largest units for ``warmup_s`` seconds (clock up, caches and allocator warm)."""
+    if settings.warmup_s <= 0 or not specs:
+        return
+    big = sorted(specs, key=lambda s: s.in_chs * s.res * s.res, reverse=True)[:3]
+    t_end = time.perf_counter() + settings.warmup_s
+    while time.perf_counter() < t_end:
+        for s in big:
+            _time(s.build(), s.res, s.in_chs, settings, runs=1, warmup=0)
+
+
+def run_profile(
+    space: Space,
+    out_dir: str | Path,
+    settings: ProfileSettings,
+    *,
+    device_name: str = "unnamed",
+    report: Callable[[str], None] | None = None,
+    checkpoint_s: float = 10.0,
+) -> ProfileResult:
+    """Profile ``space`` on this machine into ``out_dir`` (continues an interrupted run)."""
+    from hytnas.models import build_model
+
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise HardwareError(f"profile: --out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    lut_path, val_path = out / LUT_FILE, out / VALIDATION_FILE
+    meta = _meta(space, settings, device_name)
+    entries: dict[str, dict[str, float]] = {}
+    if lut_path.exists():
+        old = LatencyTable.load(lut_path)
+        _check_resume(old, meta, lut_path)
+        entries = {k: dict(v) for k, v in old.entries.items()}
+
+    specs = units_to_profile(space, settings)
+    todo = [s for k, s in sorted(specs.items()) if k not in entries]
+    if report:
+        report(f"lut: {len(specs)} distinct units ({settings.coverage} coverage), {len(specs) - len(todo)} already timed")
+
+    def save_lut(complete: bool) -> None:
+        LatencyTable(entries=entries, meta=meta, complete=complete).save(lut_path)
+
+    n_timed = 0
+    progress = _Progress(report, "lut", len(specs))
+    last_save = time.perf_counter()
+    try:
+        _shared_warmup(todo, settings)
+        for spec in todo:
+            entries[spec.key] = _time(spec.build(), spec.res, spec.in_chs, settings, settings.runs, settings.warmup)
+            n_timed += 1
+            progress(len(specs) - len(todo) + n_timed, n_timed)
+            if time.perf_counter() - last_save >= checkpoint_s:
+                save_lut(False)
+                last_save = time.perf_counter()
+    finally:
+        save_lut(all(k in entries for k in specs))
+    progress(len(specs), n_timed, force=True)
+
+    # ---- end-to-end validation archs
+    archs = validation_archs(space, settings)
+    rows: dict[str, dict[str, float]] = {}
+    if val_path.exists():
+        try:
+            done_archs, df = read_arch_table(val_path, space, metrics=("latency_ms", "latency_iqr_ms"))
+        except DataError as exc:
+            raise HardwareError(f"profile: cannot continue from {val_path} ({exc}); delete it to re-time the archs") from None
+        for a, (_, r) in zip(done_archs, df.iterrows()):
+            rows[space.arch_id(a)] = {"latency_ms": float(r["latency_ms"]), "latency_iqr_ms": float(r["latency_iqr_ms"])}
+    ids = [space.arch_id(a) for a in archs]
+
+    def save_val() -> None:
+        done = [(a, rows[i]) for a, i in zip(archs, ids) if i in rows]
+        write_arch_table(val_path, space, [a for a, _ in done], [r for _, r in done],
+                         comment=f"hytnas profile: end-to-end batch-1 latency on {device_name}; "
+                                 f"threads={settings.threads} runs={settings.validate_runs} space={space.name}")
+
+    todo_archs = [(a, i) for a, i in zip(archs, ids) if i not in rows]
+    progress = _Progress(report, "validation", len(archs))
+    n_val = 0
+    last_save = time.perf_counter()
+    try:
+        for a, i in todo_archs:
+            model = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
+            r = _time(model, settings.input_size, settings.in_channels, settings, settings.validate_runs,
+                      settings.validate_warmup)
+            rows[i] = {"latency_ms": r["median_ms"], "latency_iqr_ms": r["iqr_ms"]}
+            n_val += 1
+            progress(len(archs) - len(todo_archs) + n_val, n_val)
+            if time.perf_counter() - last_save >= checkpoint_s:
+                save_val()
+                last_save = time.perf_counter()
+    finally:
+        if archs:
+            save_val()
+    progress(len(archs), n_val, force=True)
+    return ProfileResult(out, len(specs), n_timed, len(archs), n_val, time.perf_counter() - t_start)
