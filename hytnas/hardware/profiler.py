@@ -5,7 +5,8 @@ two plain files into ``out_dir``, which the user copies back:
 
 - ``lut.json`` (:mod:`hytnas.hardware.lut`): the median and IQR latency of every distinct unit
   (stem, each block repeat, head) of the space, or of the units of a sample of archs
-  (``coverage="sample"``);
+  (``coverage="sample"``), or of none (``coverage="none"``: validation archs only, for devices
+  where a per-unit sum is a poor model, e.g. GPUs);
 - ``validation.csv`` (the arch-table format of :mod:`hytnas.table`): ``n_validate`` archs
   sampled with ``seed``, timed end to end (``latency_ms``, ``latency_iqr_ms``). They fit and
   check the LUT's residual correction and any learned predictor.
@@ -50,7 +51,7 @@ class ProfileSettings:
     n_validate: int = 50  # archs timed end to end
     validate_runs: int = 30
     validate_warmup: int = 5
-    coverage: Literal["full", "sample"] = "full"
+    coverage: Literal["full", "sample", "none"] = "full"  # none: validation archs only
     sample: int = 300  # coverage="sample": archs whose units are profiled
     seed: int = 0
     torch_device: str = "cpu"
@@ -62,8 +63,8 @@ class ProfileSettings:
         for name in ("warmup", "validate_warmup", "n_validate"):
             if int(getattr(self, name)) < 0:
                 raise HardwareError(f"profile: {name} must be >= 0, got {getattr(self, name)}")
-        if self.coverage not in ("full", "sample"):
-            raise HardwareError(f"profile: coverage must be 'full' or 'sample', got {self.coverage!r}")
+        if self.coverage not in ("full", "sample", "none"):
+            raise HardwareError(f"profile: coverage must be full, sample or none, got {self.coverage!r}")
 
 
 #: settings that must match to continue a run in the same folder
@@ -90,8 +91,10 @@ class ProfileResult:
 
 
 def units_to_profile(space: Space, settings: ProfileSettings) -> dict[str, BlockSpec]:
-    """The units the run times: every unit of the space, or those of ``sample`` archs."""
+    """The units the run times: every unit of the space, those of ``sample`` archs, or none."""
     kw = dict(input_size=settings.input_size, num_classes=settings.num_classes, in_channels=settings.in_channels)
+    if settings.coverage == "none":
+        return {}
     if settings.coverage == "full":
         return space_block_specs(space, **kw)
     archs = space.sample(min(settings.sample, space.cardinality()), seed=settings.seed)
@@ -189,10 +192,11 @@ def run_profile(
         LatencyTable(entries=entries, meta=meta, complete=complete).save(lut_path)
 
     n_timed = 0
-    progress = _Progress(report, "lut", len(specs))
     last_save = time.perf_counter()
+    progress = _Progress(report, "lut", len(specs))
     try:
         _shared_warmup(todo, settings)
+        progress = _Progress(report, "lut", len(specs))  # ETA from the timed units only
         for spec in todo:
             entries[spec.key] = _time(spec.build(), spec.res, spec.in_chs, settings, settings.runs, settings.warmup)
             n_timed += 1

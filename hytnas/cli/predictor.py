@@ -1,0 +1,122 @@
+"""``hytnas predictor eval|fit``: learned predictors of a per-arch metric from an arch-table CSV.
+
+- ``eval`` fits each ``--model`` on training rows and prints, on the held-out rows, RMSE, MAPE,
+  the fraction within +-5 % and +-10 %, Kendall tau and Spearman rho (``--train-size N``: one
+  seeded split; ``--cv K``: K folds, every row held out once; default ``--cv 5``).
+- ``fit`` fits one model on every row and saves it as a JSON file that a device profile
+  (``latency: {method: learned, path: ...}``) or a searcher can use.
+
+The table is read with :func:`hytnas.table.read_arch_table` (23 gene columns + metrics): a
+missing gene column, a value outside the space or a non-numeric cell is one error line naming
+the row and column.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from hytnas.errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predictor", help="evaluate or fit a learned predictor (latency, accuracy) on an arch table",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    psub = p.add_subparsers(dest="predictor_command", required=True, metavar="{eval,fit}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", required=True, metavar="FILE.csv", help="arch table (23 gene columns + metric columns)")
+    common.add_argument("--target", required=True, metavar="COLUMN", help="metric column to predict, e.g. latency_ms")
+    common.add_argument("--space", default="hytnas", help="space of the table: built-in name or YAML (default: hytnas)")
+    common.add_argument("--input-size", type=int, default=None, help="input resolution for the cost features (default: the space's)")
+    common.add_argument("--num-classes", type=int, default=10, help="classes of the head (cost features, LUT keys; default 10)")
+    common.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    common.add_argument("--lut", metavar="DIR", default=None, help="latency table folder (or lut.json) for --model lut")
+    common.add_argument("--seed", type=int, default=0, help="seed of the split and of the models (default 0)")
+
+    e = psub.add_parser("eval", parents=[common], help="held-out accuracy of predictors")
+    e.add_argument("--model", default="gp", help="model name(s), comma-separated: lut, gp, rank_ensemble (default gp)")
+    split = e.add_mutually_exclusive_group()
+    split.add_argument("--train-size", type=int, default=None, metavar="N", help="train on N random rows, test on the rest")
+    split.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation (default 5)")
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+    e.set_defaults(func=_eval)
+
+    f = psub.add_parser("fit", parents=[common], help="fit on all rows and save the predictor (JSON)")
+    f.add_argument("--model", default="gp", help="lut, gp or rank_ensemble (default gp)")
+    f.add_argument("--out", required=True, metavar="PATH", help="predictor file to write (.json)")
+    f.set_defaults(func=_fit)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, list, Any]:
+    from hytnas.space import get_space
+    from hytnas.table import read_arch_table
+
+    space = get_space(args.space, input_size=args.input_size)
+    archs, df = read_arch_table(args.data, space, metrics=(args.target,))
+    if len(archs) < 4:
+        raise DataError(f"table {args.data}: {len(archs)} rows; a predictor needs at least 4")
+    return space, archs, df[args.target].to_numpy(dtype=float)
+
+
+def _factory(name: str, space: Any, args: argparse.Namespace):
+    from hytnas.hardware import LatencyTable
+    from hytnas.predictors import PREDICTORS, make_predictor
+
+    if name not in PREDICTORS:
+        raise DataError(f"--model: unknown model {name!r}; choose from {', '.join(PREDICTORS)}")
+    kw: dict[str, Any] = dict(input_size=space.input_size, num_classes=args.num_classes,
+                              in_channels=args.in_channels, seed=args.seed)
+    if name == "lut":
+        if args.lut is None:
+            raise DataError("--lut: model lut needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
+        kw["table"] = LatencyTable.load(args.lut)
+    return lambda: make_predictor(name, space, **kw)
+
+
+def _models(arg: str) -> list[str]:
+    names = [m.strip() for m in arg.split(",") if m.strip()]
+    if not names:
+        raise DataError("--model: give at least one model name")
+    return names
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from hytnas.predictors.metrics import evaluate_predictor, split_indices
+
+    space, archs, y = _load(args)
+    cv = args.cv if args.cv is not None or args.train_size is not None else 5
+    splits = split_indices(len(archs), train_size=args.train_size, cv=cv, seed=args.seed)
+    factories = {name: _factory(name, space, args) for name in _models(args.model)}
+    results = []
+    for name, make in factories.items():
+        r = evaluate_predictor(make, archs, y, splits)
+        results.append({"model": name, "target": args.target, "protocol": f"cv{cv}" if args.train_size is None
+                        else f"train{args.train_size}", **r})
+    if args.json:
+        json.dump(results, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{args.target} on {args.data}: {len(archs)} rows, "
+          + (f"{cv}-fold cross-validation" if args.train_size is None else f"{args.train_size} train / {len(archs) - args.train_size} test"))
+    print(f"{'model':<14} {'n_train':>7} {'n_test':>6} {'rmse':>10} {'mape':>7} {'<=5%':>6} {'<=10%':>6} {'tau':>6} {'rho':>6}")
+    for r in results:
+        print(f"{r['model']:<14} {r['n_train']:>7} {r['n']:>6} {r['rmse']:>10.4g} {100 * r['mape']:>6.1f}% "
+              f"{100 * r['within_5']:>5.1f}% {100 * r['within_10']:>5.1f}% {r['kendall_tau']:>6.3f} {r['spearman_rho']:>6.3f}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    names = _models(args.model)
+    if len(names) != 1:
+        raise DataError("--model: fit takes one model")
+    out = Path(args.out)
+    if out.suffix != ".json":
+        raise DataError(f"--out: {out} must end in .json (the predictor is a JSON file)")
+    space, archs, y = _load(args)
+    pred = _factory(names[0], space, args)().fit(archs, y)
+    pred.save(out)
+    print(f"{names[0]} predictor of {args.target} fitted on {len(archs)} archs of space {space.name!r} -> {out}")
+    return 0
