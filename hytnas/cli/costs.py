@@ -10,7 +10,7 @@ Zoo models are costed in their published setting (input size, classes) unless ``
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Sequence
 
 from hytnas.errors import ConfigError
 
@@ -78,7 +78,10 @@ def format_table(table: list[dict[str, Any]]) -> str:
     header = ("name", "input", "classes") + COLUMNS
     lines = [[r["name"], str(r["input_size"]), str(r["num_classes"])] + [f"{r[c]:.1f}" for c in COLUMNS] for r in table]
     widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+
+    def fmt(cells: Sequence[str]) -> str:  # name left-aligned, numbers right-aligned
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([fmt(header)] + [fmt(line) for line in lines])
 
 

@@ -26,7 +26,10 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
-def _meta(input_size: int, num_classes: int, params_m: float, macs_m: float | None, source: str) -> tuple[tuple[str, Any], ...]:
+Meta = tuple[tuple[str, Any], ...]
+
+
+def _meta(input_size: int, num_classes: int, params_m: float, macs_m: float, source: str) -> Meta:
     return (("input_size", input_size), ("num_classes", num_classes), ("in_channels", 3),
             ("params_m", params_m), ("macs_m", macs_m), ("source", source))
 

@@ -83,6 +83,7 @@ def test_exact_for_every_block_type_and_activation():
     )
     for size in (16, 23, 64):
         assert_matches_model(arch, size, num_classes=3)
+    assert_matches_model(ArchCfg(blocks=(), stem_chs=4, stem_stride=1), 9, num_classes=2)  # stem + classifier only
 
 
 def test_flop_counter_counts_cpu_attention_with_the_mapping():
