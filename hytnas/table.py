@@ -74,8 +74,8 @@ def read_arch_table(
             out[col] = vals
         else:
             out[col] = pd.to_numeric(df[col], errors="coerce").where(df[col].str.strip() != "", None)
-            if out[col].isna().all() and (df[col].str.strip() != "").any():
-                out[col] = df[col]  # a text column (e.g. a name or arch_id)
+            if (out[col].isna() & (df[col].str.strip() != "")).any():
+                out[col] = df[col]  # a text column (e.g. a name, arch_id or trial_id): any non-number keeps it text
     archs: list[Arch] = []
     for i in range(len(out)):
         try:
