@@ -1,8 +1,8 @@
 """``hytnas benchmark build``: train a fixed arch list through the normal pipeline into a table.
 
-The list (:func:`hytnas.benchmark.archlist.build_items`) goes through the ordinary search path
-(:func:`hytnas.search.run_search`: the training trainable, Ray Tune, MLflow tracking) with the
-``random`` searcher in pool mode (``candidates``: the archs still to train), one run per training
+The list (:func:`hytnas.benchmark.archlist.build_items`) goes through the pieces of the ordinary
+search path (:mod:`hytnas.search`: preflight, the training trainable, the ``random`` searcher in
+pool mode over the archs still to train, FIFO, MLflow tracking) in a Ray Tune run per training
 seed (the seed is an experiment setting, ``training.seed``).
 
 Resumable: :class:`TableRecorder` (a Tune callback on the driver) rewrites a partial table
@@ -112,6 +112,7 @@ class TableRecorder(Callback):
         self.log = log
         self._curves: dict[str, dict[int, float]] = {}
         self.failed: list[str] = []
+        self.finished = 0  # trials that completed or errored (recorded or not)
         self._t0 = time.monotonic()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -119,6 +120,7 @@ class TableRecorder(Callback):
             self._curves.setdefault(trial.trial_id, {})[int(result["epoch"])] = float(result["val_accuracy"])
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished += 1
         result = trial.last_result or {}
         space = self.state.space
         arch = space.from_config(trial.config)
@@ -142,6 +144,7 @@ class TableRecorder(Callback):
                  f"{row['val_accuracy']:.4f}, {row['train_time_s']:.1f} s; {time.monotonic() - self._t0:.0f} s this pass)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.finished += 1
         arch_id = self.state.space.arch_id(self.state.space.from_config(trial.config))
         self.failed.append(arch_id)
         self.log(f"benchmark build: trial {trial.trial_id} ({arch_id}) failed: {trial.error_file}")
@@ -151,11 +154,12 @@ class TableRecorder(Callback):
 class BuildResult:
     table: Path | None
     seeds_table: Path | None
-    trained: int  # trials run by this call
+    trained: int  # trials recorded by this call
     recorded: int  # trials in the partial table
     total: int  # trials of the whole list
     failed: list[str]
     wall_s: float
+    interrupted: bool = False
 
     @property
     def complete(self) -> bool:
@@ -198,12 +202,18 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
     log(f"benchmark build: {len(items)} trials in the list, {len(state.rows)} already recorded, "
         f"{len(todo)} to train now")
     failed: list[str] = []
+    interrupted = False
     for seed in sorted({i.seed for i in todo}):
         batch = [i for i in todo if i.seed == seed]
         recorder = TableRecorder(state, by_key, seed, log)
         _run_pass(cfg, space, batch, seed, recorder)
         failed += recorder.failed
-    result = BuildResult(None, None, len(todo), len(state.rows), len(items), failed, time.monotonic() - t0)
+        if recorder.finished < len(batch):  # Tune returns normally after Ctrl-C: stop here
+            interrupted = True
+            log(f"benchmark build: interrupted after {recorder.finished} of {len(batch)} trials of seed {seed}")
+            break
+    result = BuildResult(None, None, sum(1 for i in todo if i.key(space) in state.rows), len(state.rows), len(items),
+                         failed, time.monotonic() - t0, interrupted)
     if len(state.rows) == len(items):
         header["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         header["build_wall_s"] = round(sum(r["train_time_s"] for r in state.rows.values()), 1)
@@ -213,22 +223,54 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
 
 
 def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: int, recorder: TableRecorder) -> None:
-    """One run of the normal search path (:func:`hytnas.search.run_search`: the training
-    trainable, Ray Tune, MLflow) over exactly the archs of ``batch``, with training seed ``seed``.
+    """One Tune run of the normal search pieces over exactly the archs of ``batch``, with training
+    seed ``seed``: the training trainable, the ``random`` searcher in pool mode (``candidates``:
+    the batch written as an arch table; ``num_samples`` = the batch size, so every arch of the
+    batch is trained once), FIFO, the MLflow tracker, and ``recorder``.
 
-    The searcher is ``random`` in pool mode (``candidates``: the batch written as an arch table)
-    with ``num_samples`` = the batch size, so every arch of the batch is trained once."""
-    from hytnas.search import run_search
+    Unlike a search, the Tuner reuses its trial actors (``reuse_actors=True``): a build runs
+    hundreds of short trials, and a fresh worker process per trial (importing torch and
+    Lightning again) costs more than the training on a loaded 2-core machine."""
+    from ray import tune
+
+    from hytnas.search import (CONFIG_FILE, TUNE_DIR, init_ray, make_callbacks, make_scheduler, make_searcher,
+                               make_trainable, preflight)
+    from hytnas.utils import atomic_write_text
 
     storage = Path(cfg.experiment.storage_path)
-    pool_dir = storage / "pools"
     attempt = 0
     while (storage / f"seed{seed}-pass{attempt}").exists():
         attempt += 1
-    pool = pool_dir / f"seed{seed}-pass{attempt}.csv"
+    run_name = f"seed{seed}-pass{attempt}"
+    pool = storage / "pools" / f"{run_name}.csv"
     write_arch_table(pool, space, [i.arch for i in batch], comment=f"benchmark build pool, seed {seed}")
-    exp = experiment_for_build(cfg, len(batch), seed, pool, f"seed{seed}-pass{attempt}")
-    run_search(exp, callbacks=[recorder], quiet=True)
+    exp = experiment_for_build(cfg, len(batch), seed, pool, run_name)
+    plan = preflight(exp)
+    started = init_ray()
+    try:
+        exp.storage_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(exp.storage_dir / CONFIG_FILE, exp.to_yaml())
+        first = exp.get_objectives()[0]
+        tuner = tune.Tuner(
+            make_trainable(exp),
+            tune_config=tune.TuneConfig(
+                metric=first.name, mode=first.sense, scheduler=make_scheduler(exp),
+                search_alg=make_searcher(exp, plan.space, plan.num_classes, plan.in_channels),
+                num_samples=len(batch), max_concurrent_trials=exp.budget.max_concurrent_trials, reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=TUNE_DIR, storage_path=str(exp.storage_dir),
+                callbacks=[*make_callbacks(exp, plan.space, quiet=True), recorder],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                failure_config=tune.FailureConfig(max_failures=0), verbose=0,
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem], state: BuildState,

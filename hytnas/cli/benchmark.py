@@ -84,6 +84,8 @@ def run_build(args: argparse.Namespace) -> int:
             print("seed noise:  " + json.dumps(seed_noise(res.seeds_table, cfg.experiment.build_space()), indent=1))
     else:
         print(f"incomplete: run the same command again to continue ({cfg.benchmark.partial_path()})")
+    if res.interrupted:
+        return 130
     return 0 if not res.failed else 1
 
 
