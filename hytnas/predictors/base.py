@@ -8,6 +8,8 @@ A :class:`Predictor` learns one per-arch metric (a latency, an accuracy, ...) of
   units (``std`` is the model's own uncertainty: the GP posterior, the ensemble spread, the LUT
   residual scale); ``predictor(archs)`` returns the mean only, so a fitted predictor is directly
   a known objective of the searcher (``known_fns={metric: predictor}``);
+- fitting and predicting run with ``threads`` torch intra-op threads (default 1, restored
+  afterwards: the models are small, and extra threads only contend on a busy machine);
 - ``save(path)`` / :func:`load_predictor` ``(path)``: one JSON file holding a versioned plain
   dict (the space definition, the settings, the training data and the fitted state as nested
   lists); nothing is pickled. Loading rebuilds the model and gives identical predictions.
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor
 
 from hytnas.errors import DataError
+from hytnas.predictors.rank_ensemble import intra_op_threads
 from hytnas.space import Arch, Space, get_space
 from hytnas.utils import atomic_write_json
 
@@ -45,7 +48,8 @@ class Predictor(ABC):
     log_ok: ClassVar[bool] = True
 
     def __init__(self, space: Space | str, *, input_size: int | None = None, num_classes: int = 10,
-                 in_channels: int = 3, transform: str = "auto", seed: int = 0, **options: Any) -> None:
+                 in_channels: int = 3, transform: str = "auto", seed: int = 0, threads: int | None = 1,
+                 **options: Any) -> None:
         if transform not in TRANSFORMS:
             raise DataError(f"predictor: transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
         self.space = get_space(space)
@@ -54,6 +58,7 @@ class Predictor(ABC):
         self.in_channels = int(in_channels)
         self.transform = transform
         self.seed = int(seed)
+        self.threads = threads  # torch intra-op threads in fit/predict (not saved: a property of the machine)
         self.options = self._check_options(options)
         self.log_target: bool | None = None  # decided by fit
         self.train_archs: list[Arch] = []
@@ -93,7 +98,7 @@ class Predictor(ABC):
 
     def fit(self, archs: Iterable[Arch | Mapping[str, Any]], y: Any) -> "Predictor":
         archs = [self.space.validate(a) for a in archs]
-        y_t = torch.as_tensor(np.asarray(y, dtype=np.float64)).reshape(-1)
+        y_t = torch.tensor(np.array(y, dtype=np.float64)).reshape(-1)
         if len(archs) != y_t.shape[0]:
             raise DataError(f"predictor {self.name}: {len(archs)} archs but {y_t.shape[0]} targets")
         if len(archs) < 2:
@@ -108,7 +113,8 @@ class Predictor(ABC):
         self.log_target = self.log_ok and (self.transform == "log" or (
             self.transform == "auto" and positive and float(y_t.max() / y_t.min()) > 1.5))
         self.train_archs, self.train_y = archs, y_t
-        self._fit(archs, self._forward_t(y_t))
+        with intra_op_threads(self.threads):
+            self._fit(archs, self._forward_t(y_t))
         return self
 
     def predict(self, archs: Iterable[Arch | Mapping[str, Any]]) -> tuple[Tensor, Tensor]:
@@ -118,7 +124,8 @@ class Predictor(ABC):
         archs = [self.space.validate(a) for a in archs]
         if not archs:
             return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
-        mu, sd = self._predict(archs)
+        with intra_op_threads(self.threads):
+            mu, sd = self._predict(archs)
         mu, sd = mu.double().reshape(-1), sd.double().reshape(-1).clamp_min(0)
         if self.log_target:  # log-normal: median exp(mu), std by the delta method
             mean = torch.exp(mu)

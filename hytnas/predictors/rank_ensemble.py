@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -189,14 +189,18 @@ def fit_rank_ensemble(
     afterwards; the layers are far too small to gain from more, and on a busy machine extra
     threads only contend); ``None`` leaves the setting alone.
     """
-    with _intra_op_threads(threads):
+    with intra_op_threads(threads):
         return _fit(X, y, n_members=n_members, hidden=hidden, epochs=epochs, margin=margin, mse_weight=mse_weight,
                     lr=lr, weight_decay=weight_decay, max_pairs=max_pairs, bootstrap=bootstrap,
                     activation=activation, seed=seed)
 
 
 @contextmanager
-def _intra_op_threads(n: int | None):
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: unchanged); restored afterwards.
+
+    The predictors' tensors are tiny: extra threads do not help them, and on a busy machine they
+    contend (fitting a GP on 60 points took 10x longer with 2 threads than with 1 here)."""
     prev = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(int(n))
