@@ -175,6 +175,8 @@ class FashionMNISTDataModule(ArrayDataModule):
             found = self._download()
         if found is None:
             found = find_idx_folder(list(FASHION_MNIST_SYSTEM_DIRS))
+            if found is not None:
+                log.info("fashion-mnist: no idx files in %s; using %s", self._root(), found)
         if found is None:
             partial = [f for f in self._local_folders() if any(_idx_file(f, s) for s in FASHION_MNIST_FILES)]
             if partial:

@@ -228,11 +228,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.download = bool(download)
         self.augment = bool(augment)
         self._in_channels = int(in_channels or self.native_channels)
+        # the constructor's arguments, as plain values: ``cls.load_from_checkpoint`` rebuilds it
         self.save_hyperparameters(
-            {"dataset": self.name, "root": None if root is None else str(root), "input_size": self.input_size,
-             "batch_size": self.batch_size, "train_size": train_size, "val_size": val_size,
-             "test_size": test_size, "data_seed": self.seed, "augment": self.augment,
-             "in_channels": self._in_channels}
+            {"root": None if root is None else str(root), "input_size": self.input_size, "batch_size": self.batch_size,
+             "num_workers": self.num_workers, "train_size": train_size, "val_size": val_size, "test_size": test_size,
+             "seed": self.seed, "download": self.download, "augment": self.augment, "in_channels": self._in_channels}
         )
         self.train_set: _BatchedDataset | None = None
         self.val_set: _BatchedDataset | None = None

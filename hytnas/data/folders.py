@@ -121,6 +121,8 @@ class ImageFolderDataModule(ImageDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.max_cache_mb = int(max_cache_mb)
         self._scan: tuple[list[str], list[str], np.ndarray, int | None] | None = None
+        self._decoded_arr: np.ndarray | None = None
+        self._decoded_done = False
         self._scan_folders()  # fail fast (one DataError line) on a missing or malformed folder
 
     @classmethod
@@ -171,15 +173,19 @@ class ImageFolderDataModule(ImageDataModule):
         self._decoded()
 
     def _decoded(self) -> np.ndarray | None:
+        """The memory-mapped decoded folder (built on first use), or None to decode on the fly."""
+        if self._decoded_done:
+            return self._decoded_arr
         folder = self._cache_folder()
-        if folder is None:
-            return None
-        _, files, _, _ = self._scan_folders()
-        try:
-            return build_decoded_cache(folder, files, self.input_size, self.stored_channels(), num_workers=self.num_workers)
-        except PermissionError as exc:
-            log.warning("%s: cannot write the cache in %s (%s); decoding on the fly", self.name, self.cache_dir, exc)
-            return None
+        if folder is not None:
+            _, files, _, _ = self._scan_folders()
+            try:
+                self._decoded_arr = build_decoded_cache(folder, files, self.input_size, self.stored_channels(),
+                                                        num_workers=self.num_workers)
+            except OSError as exc:  # read-only or full disk: train anyway
+                log.warning("%s: cannot write the cache in %s (%s); decoding on the fly", self.name, self.cache_dir, exc)
+        self._decoded_done = True
+        return self._decoded_arr
 
     def _build_sets(self):
         _, files, labels, n_train = self._scan_folders()

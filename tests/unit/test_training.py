@@ -173,6 +173,8 @@ def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     assert ckpt.is_file() and first["epochs"] == 1
     restored = HybridClassifier.load_from_checkpoint(ckpt)
     assert restored.arch == TINY and restored.arch.name == "tiny" and restored.settings.epochs == 1
+    dm = Bars.load_from_checkpoint(ckpt)  # the datamodule's arguments travel too
+    assert (dm.augment, dm.val_size, dm.batch_size, dm.seed) == (True, 64, 32, 0)
     resumed = train_candidate(TINY, bars(augment=True), settings2, accelerator="cpu", ckpt_path=ckpt,
                               checkpoint_dir=tmp_path)
     assert resumed["epochs"] == 2
