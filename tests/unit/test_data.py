@@ -436,3 +436,13 @@ def test_augment_only_on_train(tmp_path):
     dm = get_datamodule("fashion-mnist", root=root, input_size=28, batch_size=64, download=False, augment=True)
     dm.setup()
     assert dm.train_set.transform.augment and not dm.val_set.transform.augment and not dm.test_set.transform.augment
+
+
+def test_unwritable_cache_falls_back_to_decoding(tmp_path):
+    root = make_folder(tmp_path / "vww", {"person": 4, "non_person": 4})
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    dm = get_datamodule("vww", root=root, input_size=16, val_size=1, test_size=1, cache_dir=blocker)
+    dm.setup()
+    assert type(dm.train_set).__name__ == "ImageFileDataset"
+    assert next(iter(dm.train_dataloader()))[0].shape == (6, 3, 16, 16)
