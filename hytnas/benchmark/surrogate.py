@@ -1,25 +1,24 @@
 """A surrogate benchmark: answers for ANY arch of the space from predictors fitted on a table.
 
 - reported metrics (``val_accuracy``, ``latency_ms``, ``test_accuracy``, ...): one predictor per
-  metric (:mod:`hytnas.predictors`), fitted on ``space.encode(table archs)`` -> column; the
-  surrogate answers with the predictive mean;
+  metric (:func:`hytnas.predictors.make_predictor`, default ``rank_ensemble``) fitted on the
+  table's archs -> column; the surrogate answers with the predictive mean;
 - cost metrics (``params_k``, ``macs_m``, ``peak_sram_kb``, ``model_size_kb``): exact, from
   :func:`hytnas.costs.arch_costs` at the table's input size, classes and input channels (from the
   table header), never modelled.
 
 Ray-free; ``trainables/surrogate.py`` is the thin Tune trainable around :meth:`Surrogate.answer`.
-State is a plain dict (:meth:`to_dict` / :meth:`from_dict`); predictors are refitted or rebuilt
-from their plain dicts, never unpickled.
+State is a plain dict (:meth:`to_dict` / :meth:`from_dict`, the predictors in their own plain
+format); nothing is pickled.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import torch
-
 from hytnas.benchmark.table import BenchmarkTable
 from hytnas.errors import DataError
+from hytnas.predictors import Predictor, make_predictor
 from hytnas.space import Arch, Space, get_space
 
 FORMAT = "hytnas-benchmark-surrogate"
@@ -33,7 +32,7 @@ class Surrogate:
     """Fitted predictors per modelled metric + the exact cost model's setting."""
 
     space: Space
-    predictors: dict[str, Any]  # metric -> fitted predictor with predict(X) -> (mean, std)
+    predictors: dict[str, Predictor]  # metric -> fitted predictor
     num_classes: int
     in_channels: int
     epochs: int = 1
@@ -41,28 +40,26 @@ class Surrogate:
 
     @classmethod
     def fit(cls, table: BenchmarkTable, metrics: Sequence[str] = MODELLED, seed: int = 0,
-            predictor_options: Mapping[str, Any] | None = None) -> "Surrogate":
-        """Fit one predictor per metric on the whole table."""
-        from hytnas.predictors import fit_rank_ensemble
-
-        X = table.space.encode(table.archs)
+            predictor: str = "rank_ensemble", predictor_options: Mapping[str, Any] | None = None) -> "Surrogate":
+        """Fit one ``predictor`` per metric on the whole table."""
+        head = table.header
+        num_classes, in_channels = int(head.get("num_classes", 10)), int(head.get("in_channels", 1))
         preds = {}
         for m in metrics:
             if m not in table.frame.columns:
                 raise DataError(f"table {table.path}: no column {m!r} to fit the surrogate on")
-            y = torch.tensor(table.frame[m].to_numpy(dtype=float), dtype=torch.float64)
-            preds[m] = fit_rank_ensemble(X, y, seed=seed, **dict(predictor_options or {}))
-        head = table.header
-        return cls(table.space, preds, int(head.get("num_classes", 10)), int(head.get("in_channels", 1)),
-                   max(len(table.epoch_columns), 1), {"table": str(table.path), "rows": len(table), "seed": seed})
+            p = make_predictor(predictor, table.space, num_classes=num_classes, in_channels=in_channels, seed=seed,
+                               **dict(predictor_options or {}))
+            preds[m] = p.fit(table.archs, table.frame[m].to_numpy(dtype=float))
+        return cls(table.space, preds, num_classes, in_channels, max(len(table.epoch_columns), 1),
+                   {"table": str(table.path), "rows": len(table), "seed": seed, "predictor": predictor})
 
     def answer(self, arch: Arch | Mapping[str, Any]) -> dict[str, Any]:
         """The final report for ``arch``: predicted metrics + exact costs."""
         from hytnas.costs import arch_costs
 
         a = self.space.validate(arch)
-        x = self.space.encode([a])
-        out: dict[str, Any] = {m: float(p.predict(x)[0][0]) for m, p in self.predictors.items()}
+        out: dict[str, Any] = {m: float(p([a])[0]) for m, p in self.predictors.items()}
         costs = arch_costs(self.space.to_arch_cfg(a), self.space.input_size, self.num_classes, self.in_channels)
         out.update({k: float(costs[k]) for k in COST_KEYS})
         out.update({"arch_id": self.space.arch_id(a), "epoch": self.epochs, "done": True})
@@ -75,10 +72,8 @@ class Surrogate:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Surrogate":
-        from hytnas.predictors import RankEnsemble
-
         if d.get("format") != FORMAT or d.get("version") != VERSION:
             raise DataError(f"surrogate: not a {FORMAT} v{VERSION} dict (format {d.get('format')!r}, "
                             f"version {d.get('version')!r}); refit it from its table")
-        return cls(get_space(d["space"]), {m: RankEnsemble.from_dict(p) for m, p in d["predictors"].items()},
+        return cls(get_space(d["space"]), {m: Predictor.from_dict(p) for m, p in d["predictors"].items()},
                    int(d["num_classes"]), int(d["in_channels"]), int(d["epochs"]), dict(d.get("info", {})))
