@@ -1,0 +1,103 @@
+"""Benchmark run bookkeeping (curves, summary) and the CLI's bad-input paths (no Ray needed)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hytnas.benchmark.hypervolume import true_front
+from hytnas.benchmark.run import RunSpec, curve_of, format_summary, summarize
+from hytnas.cli import main
+from hytnas.errors import ConfigError
+from hytnas.objectives import get_objectives
+from test_benchmark_table import data_start, make_table, rewrite  # same folder (pytest prepends it to sys.path)
+
+OBJS = get_objectives(["val_accuracy", "latency_ms"])
+
+
+def test_curve_counts_every_evaluation_and_pads_an_early_end():
+    ref = torch.tensor([0.5, -10.0], dtype=torch.float64)
+    results = [
+        {"val_accuracy": 0.6, "latency_ms": 5.0, "done": True},
+        {"error": True},  # a failed trial is an evaluation that adds nothing
+        {"val_accuracy": 0.9, "latency_ms": 2.0},  # not final (no done): adds nothing
+        {"val_accuracy": 0.7, "latency_ms": 1.0, "done": True},
+    ]
+    curve = curve_of(results, OBJS, ref, budget=6)
+    first = (0.6 - 0.5) * (10 - 5)
+    both = first + (0.7 - 0.5) * (10 - 1) - (0.6 - 0.5) * (10 - 5)
+    assert curve == pytest.approx([first, first, first, both, both, both])
+    assert curve_of([], OBJS, ref, budget=2) == [0.0, 0.0]
+
+
+def test_summary_milestones_and_targets():
+    doc = {"true_hypervolume": 2.0, "budget": 60, "seeds": 2, "runs": {
+        "a": {"0": {"curve": [1.0] * 49 + [1.9] * 10 + [2.0]}, "1": {"curve": [0.5] * 60}},
+        "b": {"0": {"curve": [2.0] * 60}},
+    }}
+    rows = {r["searcher"]: r for r in summarize(doc)}
+    assert rows["a"]["hv@50"] == pytest.approx((0.95 + 0.25) / 2)
+    assert rows["a"]["hv@50_std"] == pytest.approx(math.sqrt(2) * 0.35)
+    assert rows["a"]["evals_to_95%"] == 50 and rows["a"]["reached_95%"] == 1
+    assert rows["a"]["evals_to_99%"] == 60 and rows["a"]["reached_99%"] == 1
+    assert math.isnan(rows["a"]["hv@100"])
+    assert rows["b"]["evals_to_95%"] == 1 and rows["b"]["hv@50_std"] == 0.0
+    text = format_summary(list(rows.values()), doc)
+    assert "| a | 0.6000 ± 0.4950 | 50 (1/2) | 60 (1/2) |" in text
+
+
+def test_curve_of_a_whole_table_ends_at_the_true_hypervolume(tmp_path):
+    _, rows = make_table(tmp_path / "t.csv.gz", n=20, seed=4)
+    Y = torch.tensor([[r["val_accuracy"], r["latency_ms"]] for r in rows], dtype=torch.float64)
+    tf = true_front(Y, OBJS)
+    results = [{**r, "done": True} for r in reversed(rows)]
+    assert curve_of(results, OBJS, tf.ref_point, budget=20)[-1] == pytest.approx(tf.hypervolume, rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"problem": "grid"}, "--problem: must be one of table, surrogate"),
+    ({"searchers": ("mobo", "bogo")}, "--searchers: unknown searcher 'bogo'"),
+    ({"budget": 0}, "--budget: must be >= 1"),
+    ({"seeds": 0}, "--seeds: must be >= 1"),
+    ({"pairs": (("val_accuracy",),)}, "--objectives: give at least two"),
+    ({"pairs": (("val_accuracy", "energy"),)}, "objectives.energy: unknown metric"),
+])
+def test_run_spec_errors(kwargs, message):
+    spec = RunSpec(**{"problem": "table", "table": Path("t.csv"), "searchers": ("random",), "budget": 5,
+                      "seeds": 1, **kwargs})
+    with pytest.raises(ConfigError, match=message):
+        spec.check()
+
+
+def test_cli_bad_table_is_one_line_and_exit_2(tmp_path, capsys):
+    good = tmp_path / "t.csv.gz"
+    make_table(good, n=6)
+
+    def nan_latency(lines):
+        k = data_start(lines)
+        j = lines[k].split(",").index("latency_ms")
+        row = lines[k + 2].split(",")
+        row[j] = "NaN"
+        return lines[: k + 2] + [",".join(row)] + lines[k + 3:]
+
+    bad = rewrite(good, tmp_path / "bad.csv", nan_latency)
+    out = tmp_path / "out"
+    code = main(["benchmark", "run", "--problem", "table", "--searchers", "random", "--budget", "3", "--seeds", "1",
+                 "--table", str(bad), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("hytnas: error: table ") and "row 3, column latency_ms: value is NaN" in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()  # nothing written
+    assert main(["benchmark", "info", str(good)]) == 0
+    assert "true-front HV" in capsys.readouterr().out
+
+
+def test_cli_build_bad_config_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("benchmark: {n_archs: -1}\nexperiment: {name: x}\n")
+    assert main(["benchmark", "build", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "hytnas: error: benchmark.n_archs: must be >= 1 (got -1)"
