@@ -271,3 +271,30 @@ def test_cli_profile_bad_device(tmp_path, micro_yaml, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("hytnas: error: device profile: unknown device 'toaster'") and "\n" not in err
     assert not (tmp_path / "p").exists()
+
+
+# ------------------------------------------------------------------------------ search wiring
+def test_device_wiring_for_an_mcu():
+    from hytnas.hardware.search import device_wiring, trial_latency_ms
+
+    space = get_space("hytnas-tiny")
+    w = device_wiring("stm32f746", space, ["val_accuracy", "latency_ms"], ["macs_m <= 30"])
+    assert w.latency_known and {o.name: o.source for o in w.objectives} == {"val_accuracy": "reported",
+                                                                              "latency_ms": "known"}
+    assert [str(c) for c in w.constraints] == ["macs_m <= 30", "peak_sram_kb <= 320", "model_size_kb <= 1024"]
+    a = space.sample(3, seed=2)
+    assert torch.equal(w.known_fns["latency_ms"](a), latency_fn("stm32f746", space)(a))
+    assert trial_latency_ms("stm32f746", space, a[0]) == pytest.approx(float(w.known_fns["latency_ms"](a[:1])[0]))
+    assert device_wiring("stm32f746", space, ["val_accuracy"], memory=False).constraints == ()
+
+
+def test_device_wiring_leaves_measured_latency_alone(micro):
+    from hytnas.hardware.search import device_wiring, trial_latency_ms
+
+    w = device_wiring("host-cpu", micro, ["val_accuracy", "latency_ms"])
+    assert not w.known_fns and w.objectives[1].source == "reported" and w.constraints == ()
+    assert trial_latency_ms("host-cpu", micro, micro.sample(1)[0]) is None
+    # a LUT profile without its table is fine while latency is not used, and one clear line when it is
+    assert not device_wiring("raspberry-pi-4", micro, ["val_accuracy", "params_k"]).known_fns
+    with pytest.raises(HardwareError, match="raspberry-pi-4.*latency.path is not set"):
+        device_wiring("raspberry-pi-4", micro, ["val_accuracy"], ["latency_ms <= 5"])
