@@ -202,6 +202,7 @@ class ArchSearcher(Searcher):
             idx = self.rng.permutation(len(left))[:n]
             return [left[int(i)] for i in idx]
         out: dict[Arch, None] = {}
+        batch = min(batch, self.problem.space.cardinality())
         for _ in range(max_rounds):
             draw = self.problem.space.sample(batch, seed=self._draw_seed(), method="uniform")
             for a in self._unused_feasible(draw):

@@ -40,8 +40,11 @@ class KnownMetrics:
 
     By default every metric of :data:`hytnas.objectives.COST_METRICS` comes from
     ``hytnas.costs.arch_costs(space.to_arch_cfg(a), input_size, num_classes, in_channels)``
-    (one call per arch gives all of them); ``known_fns`` adds or overrides metrics.
+    (one call per arch gives all of them); ``known_fns`` adds or overrides metrics. The cache
+    keeps at most ``max_cache`` archs per metric group (the oldest half is dropped when full).
     """
+
+    max_cache = 100_000
 
     def __init__(
         self,
@@ -79,6 +82,9 @@ class KnownMetrics:
                 raise SearchError(f"known metrics need hytnas.costs.arch_costs ({exc})") from None
             raw = arch_costs(self.space.to_arch_cfg(arch), self.input_size, self.num_classes, self.in_channels)
             got = {k: float(raw[k]) for k in COST_METRICS}
+            if len(self._costs) >= self.max_cache:
+                for old in list(self._costs)[: self.max_cache // 2]:  # oldest half
+                    del self._costs[old]
             self._costs[arch] = got
         return got
 
@@ -89,6 +95,9 @@ class KnownMetrics:
         for name in names:
             if name in self.fns:
                 cache = self._extra[name]
+                if len(cache) >= self.max_cache:
+                    for old in list(cache)[: self.max_cache // 2]:  # oldest half
+                        del cache[old]
                 todo = [a for a in dict.fromkeys(archs) if a not in cache]
                 if todo:
                     vals = torch.as_tensor(self.fns[name](todo), dtype=torch.float64).reshape(-1)
@@ -116,6 +125,7 @@ class Problem:
     known: KnownMetrics
     max_epochs: int | None = None
     _arch_ids: dict[Arch, str] = field(default_factory=dict, repr=False)
+    _rows: dict[Arch, list[float]] = field(default_factory=dict, repr=False)
 
     @property
     def metric_names(self) -> list[str]:
@@ -146,6 +156,19 @@ class Problem:
         if aid is None:
             aid = self._arch_ids[arch] = self.space.arch_id(arch)
         return aid
+
+    def encode(self, archs: Sequence[Arch] | Arch) -> torch.Tensor:
+        """``Space.encode`` with a cache by arch (``(n, 23)`` float64, bit-identical rows)."""
+        if isinstance(archs, Arch):
+            archs = [archs]
+        rows = self._rows
+        todo = [a for a in dict.fromkeys(archs) if a not in rows]
+        if todo:
+            if len(rows) + len(todo) > KnownMetrics.max_cache:
+                rows.clear()
+                todo = list(dict.fromkeys(archs))
+            rows.update(zip(todo, self.space.encode(todo).tolist()))
+        return torch.tensor([rows[a] for a in archs], dtype=torch.float64).reshape(len(archs), len(GENES))
 
     def config(self, arch: Arch) -> dict[str, Any]:
         """Trial config of ``arch``: the 23 genes plus ``arch_id``."""

@@ -28,7 +28,7 @@ _OPTIONS = {
     "mobo": {
         "candidates", "warm_start", "max_epochs", "surrogate", "acquisition", "batch_size", "n_initial",
         "num_random", "num_mutations", "local_search_steps", "local_search_starts", "mc_samples",
-        "surrogate_options", "ref_point",
+        "surrogate_options", "ref_point", "torch_threads",
     },
 }
 

@@ -1,0 +1,358 @@
+"""``MOBOSearcher``: the thin Ray Tune adapter of the MOBO maths in :mod:`search_algos.mobo.core`.
+
+One ``suggest`` call:
+
+1. hands out the next arch of a queued batch, if any;
+2. otherwise the next unused arch of the *initial design* (the first ``n_initial`` feasible archs of
+   a scrambled Sobol sequence over the latent genes, ``space.sample(method="sobol")``; in pool
+   mode each Sobol point is mapped to its nearest unused candidate);
+3. otherwise (re)fits the surrogates if observations arrived since the last fit (warm-starting the
+   GP hyperparameters from the previous fit), builds the acquisition over
+   ``ModelList(surrogates, GenericDeterministicModel(known objectives))`` with the pending archs
+   as ``X_pending``, and picks ``batch_size`` archs by sequential greedy selection, scoring a
+   feasible candidate set (random archs + mutations and neighbours of the observed Pareto set,
+   or the unused pool) and hill-climbing on the acquisition.
+
+Default ``n_initial`` is ``d + 1`` with ``d`` the number of latent genes that have a choice
+(24 for the built-in spaces): the smallest design that gives each ARD lengthscale a point to pin
+it down (the dimension-scaled prior does the rest), while leaving most of a NAS budget of a few
+hundred trainings to the model.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+
+from hytnas.errors import SearchError
+from hytnas.objectives import Constraint, Objective, to_maximize
+from hytnas.space import Arch, Space
+from search_algos.base import ArchSearcher
+from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
+from search_algos.mobo.acquisition import ACQUISITIONS, OutcomeLayout, declared_bounds, reference_point
+from search_algos.mobo.core import RowTable, SearchSettings, generate_candidates, make_model, pareto_anchors, propose
+from search_algos.mobo.surrogates import SURROGATES, fit_surrogate
+
+
+class MOBOSearcher(ArchSearcher):
+    """Multi-objective Bayesian optimisation over a HyT-NAS space (a Ray Tune ``Searcher``).
+
+    Args:
+        space, objectives, constraints: the problem (or pass a prepared ``problem=``).
+        surrogate: ``"gp"`` (default) or ``"rank_ensemble"``.
+        acquisition: ``"qlognehvi"`` (default), ``"qlogehvi"`` or ``"parego"``.
+        batch_size: archs picked per acquisition optimisation (sequential greedy); the rest are
+            queued for the next ``suggest`` calls.
+        n_initial: size of the Sobol initial design (default ``d + 1``; see the module doc).
+        candidates: pool mode (arch-table CSV or list of archs).
+        warm_start: arch-table CSV of prior observations (reported objective columns required).
+        max_concurrent: pending trials at most (Tune's ``max_concurrent_trials`` overrides it).
+        num_classes, in_channels, input_size, known_fns: how known metrics are computed.
+        max_epochs: a result with ``epoch == max_epochs`` counts as final even without ``done``.
+        num_random, num_mutations: candidate set size (random archs, Pareto-set mutations).
+        local_search_starts, local_search_steps: hill-climbing on the acquisition.
+        mc_samples: MC samples of the acquisition.
+        surrogate_options: keyword arguments of the surrogate's fit function.
+        ref_point: ``{objective: value}`` in the objectives' units, overriding the inferred one.
+        torch_threads: torch intra-op threads while proposing (restored afterwards); ``None``
+            leaves torch's setting. On a machine shared with running trials, 1 avoids thread
+            oversubscription (which slows GP fitting by 10x or more).
+    """
+
+    kind = "mobo"
+    _TRANSIENT = ("_model", "_table")
+
+    def __init__(
+        self,
+        space: Space | None = None,
+        objectives: Iterable[str | Mapping[str, Any] | Objective] | None = None,
+        constraints: Iterable[str | Mapping[str, Any] | Constraint] = (),
+        *,
+        problem: Problem | None = None,
+        surrogate: str = "gp",
+        acquisition: str = "qlognehvi",
+        batch_size: int = 1,
+        seed: int = 0,
+        n_initial: int | None = None,
+        candidates: str | Path | Sequence[Arch] | None = None,
+        warm_start: str | Path | None = None,
+        max_concurrent: int = 1,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int | None = None,
+        known_fns: Mapping[str, KnownFn] | None = None,
+        max_epochs: int | None = None,
+        num_random: int = 512,
+        num_mutations: int = 256,
+        local_search_starts: int = 3,
+        local_search_steps: int = 5,
+        mc_samples: int = 128,
+        surrogate_options: Mapping[str, Any] | None = None,
+        ref_point: Mapping[str, float] | None = None,
+        torch_threads: int | None = None,
+    ) -> None:
+        if problem is None:
+            if space is None or objectives is None:
+                raise SearchError("mobo: give space and objectives (or a prepared problem)")
+            problem = make_problem(space, objectives, constraints, num_classes=num_classes, in_channels=in_channels,
+                                   input_size=input_size, known_fns=known_fns, max_epochs=max_epochs)
+        if surrogate not in SURROGATES:
+            raise SearchError(f"mobo surrogate {surrogate!r}: unknown; use one of {', '.join(SURROGATES)}")
+        if acquisition not in ACQUISITIONS:
+            raise SearchError(f"mobo acquisition {acquisition!r}: unknown; use one of {', '.join(ACQUISITIONS)}")
+        for name, v, lo in (("batch_size", batch_size, 1), ("mc_samples", mc_samples, 1), ("num_random", num_random, 0),
+                            ("num_mutations", num_mutations, 0), ("local_search_starts", local_search_starts, 0),
+                            ("local_search_steps", local_search_steps, 0)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise SearchError(f"mobo {name}: must be an integer >= {lo}, got {v!r}")
+        if n_initial is not None and (not isinstance(n_initial, int) or n_initial < 0):
+            raise SearchError(f"mobo n_initial: must be an integer >= 0, got {n_initial!r}")
+        super().__init__(problem, seed=seed, max_concurrent=max_concurrent, candidates=candidates,
+                         warm_start=warm_start)
+        self.surrogate = surrogate
+        self.acquisition = acquisition
+        self.batch_size = batch_size
+        self.mc_samples = mc_samples
+        self.surrogate_options = dict(surrogate_options or {})
+        self.settings = SearchSettings(n_random=num_random, n_mutations=num_mutations,
+                                       local_search_starts=local_search_starts, local_search_steps=local_search_steps)
+        self.ref_point = self._check_ref_point(ref_point)
+        if torch_threads is not None and (not isinstance(torch_threads, int) or torch_threads < 1):
+            raise SearchError(f"mobo torch_threads: must be an integer >= 1, got {torch_threads!r}")
+        self.torch_threads = torch_threads
+        d_eff = sum(len(v) > 1 for v in problem.space.latent_choices().values())
+        self.n_initial = d_eff + 1 if n_initial is None else n_initial
+        self._queue: list[Arch] = []
+        self._warm: dict[str, Any] | None = None  # hyperparameters of the last fit (plain lists)
+        self._warm_n = -1  # observations the last fit saw
+        self._model = None
+        self._table: RowTable | None = None
+        self._fit_n = -1
+        self.last_timings: dict[str, float] = {}
+        self.design = self._initial_design()
+
+    # ------------------------------------------------------------------ settings checks
+    def _check_ref_point(self, ref: Mapping[str, float] | None) -> list[float] | None:
+        if ref is None:
+            return None
+        names = self.problem.metric_names
+        unknown = [k for k in ref if k not in names]
+        if unknown or set(ref) != set(names):
+            bad = unknown[0] if unknown else next(n for n in names if n not in ref)
+            raise SearchError(f"mobo ref_point: {bad!r}; give one value for each objective ({', '.join(names)})")
+        Y = torch.tensor([[float(ref[n]) for n in names]], dtype=torch.float64)
+        return to_maximize(Y, self.problem.objectives)[0].tolist()
+
+    # ------------------------------------------------------------------ initial design
+    def _initial_design(self) -> list[Arch]:
+        n = max(0, self.n_initial - self.n_warm)
+        if n == 0:
+            return []
+        space = self.problem.space
+        sobol = space.sample(min(max(4 * n, 64), space.cardinality()), seed=self.seed, method="sobol")
+        if self.pool is not None:
+            pool = self._pool_left()
+            if not pool:
+                raise SearchError("candidates: no unused candidate satisfies the constraints")
+            pool_X = space.encode(pool)
+            taken: set[Arch] = set(self.used)
+            design = []
+            for a in sobol:
+                b = nearest_unused(a, pool, pool_X, taken, space)
+                if b is None:
+                    break
+                taken.add(b)
+                design.append(b)
+                if len(design) == n:
+                    break
+            return design
+        design = self._unused_feasible(sobol)[:n]
+        if len(design) < n:
+            design += [a for a in self._random_feasible(n - len(design)) if a not in design]
+        if not design:
+            raise SearchError(
+                "constraints: no arch of the space satisfies "
+                f"{', '.join(str(c) for c in self.problem.known_constraints)} (none in "
+                f"{len(sobol)} Sobol and random draws); relax the bounds or use a smaller space"
+            )
+        return design
+
+    # ------------------------------------------------------------------ proposals
+    def _propose(self) -> Arch | None:
+        while self._queue:
+            a = self._queue.pop(0)
+            if a not in self.used:
+                return a
+        for a in self.design:
+            if a not in self.used:
+                return a
+        if not self._can_model():
+            got = self._random_feasible(1)
+            return got[0] if got else None
+        picks = self._select(self.batch_size)
+        if not picks:
+            return None
+        self._queue = picks[1:]
+        return picks[0]
+
+    def _can_model(self) -> bool:
+        needs_surrogate = bool(self.problem.reported_objectives or self.problem.reported_constraints)
+        return len(self.observations) >= (2 if needs_surrogate else 1)
+
+    def _layout(self) -> OutcomeLayout:
+        p = self.problem
+        rep = [o.name for o in p.reported_objectives]
+        known = [o.name for o in p.known_objectives]
+        r, q = len(rep), len(p.reported_constraints)
+        outs = tuple(rep.index(o.name) if o.source == "reported" else r + q + known.index(o.name) for o in p.objectives)
+        cons = tuple((r + i, c) for i, c in enumerate(p.reported_constraints))
+        return OutcomeLayout(objective_outputs=outs, constraint_outputs=cons)
+
+    def _register(self, archs: Sequence[Arch]) -> None:
+        """Make the known objectives of ``archs`` available to the deterministic model."""
+        p = self.problem
+        if self._table is None or not p.known_objectives or not archs:
+            return
+        X = p.encode(archs)
+        new = self._table.missing(X)
+        if bool(new.any()):
+            fresh = [a for a, m in zip(archs, new.tolist()) if m]
+            self._table.add(X[new], to_maximize(p.known_values(fresh), p.known_objectives))
+
+    def _objective_values(self, archs: Sequence[Arch], Y: torch.Tensor) -> torch.Tensor:
+        """Observed objective values in declared order, maximised sense (known ones exact)."""
+        p = self.problem
+        r = len(p.reported_objectives)
+        rep = to_maximize(Y[:, :r], p.reported_objectives)
+        kn = to_maximize(p.known_values(archs), p.known_objectives) if p.known_objectives else Y[:, :0]
+        cols, ir, ik = [], 0, 0
+        for o in p.objectives:
+            if o.source == "reported":
+                cols.append(rep[:, ir])
+                ir += 1
+            else:
+                cols.append(kn[:, ik])
+                ik += 1
+        return torch.stack(cols, -1)
+
+    def _ensure_model(self, archs: list[Arch], Y: torch.Tensor) -> None:
+        n = len(archs)
+        if self._model is not None and self._fit_n == n:
+            return
+        p = self.problem
+        X = p.encode(archs)
+        r = len(p.reported_objectives)
+        Ytrain = torch.cat([to_maximize(Y[:, :r], p.reported_objectives), Y[:, r:]], dim=-1)
+        surrogate = None
+        if Ytrain.shape[-1]:
+            refit = not (self._warm and self._warm_n == n)  # after a restore on the same data: rebuild only
+            surrogate, warm = fit_surrogate(self.surrogate, X, Ytrain, warm=self._warm, seed=self.seed + n,
+                                            refit=refit, **self.surrogate_options)
+            self._warm, self._warm_n = (warm or None), n
+        if self._table is None and p.known_objectives:
+            self._table = RowTable(X.shape[-1], len(p.known_objectives))
+        self._model = make_model(surrogate, self._table)
+        self._fit_n = n
+
+    def _select(self, q: int) -> list[Arch]:
+        if self.torch_threads is None:
+            return self._select_impl(q)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.torch_threads)
+        try:
+            return self._select_impl(q)
+        finally:
+            torch.set_num_threads(before)
+
+    def _select_impl(self, q: int) -> list[Arch]:
+        p, space = self.problem, self.problem.space
+        t0 = time.perf_counter()
+        archs, Y = self.observed_arrays()
+        self._ensure_model(archs, Y)
+        t1 = time.perf_counter()
+        Ymax = self._objective_values(archs, Y)
+        feas = None
+        if p.reported_constraints:
+            r = len(p.reported_objectives)
+            feas = torch.tensor([all(c.ok(float(y[r + i])) for i, c in enumerate(p.reported_constraints))
+                                 for y in Y], dtype=torch.bool)
+        if self.ref_point is not None:
+            ref = torch.tensor(self.ref_point, dtype=torch.float64)
+        elif len(p.objectives) > 1:
+            Yref = Ymax[feas] if feas is not None and bool(feas.any()) else Ymax
+            ref = reference_point(Yref, declared_bounds(p.objectives, p.constraints))
+        else:
+            ref = None
+        pool_set = set(self.pool) if self.pool is not None else None
+        if self.pool is not None:
+            cands = self._pool_left()
+        else:
+            anchors = pareto_anchors(archs, Ymax, feas, self.settings.max_anchors, self.rng)
+            cands = self._unused_feasible(generate_candidates(
+                space, self.rng, anchors=anchors, n_random=self.settings.n_random,
+                n_mutations=self.settings.n_mutations))
+        if not cands:
+            cands = self._random_feasible(64)
+            if not cands:
+                return []
+
+        def moves(a: Arch) -> list[Arch]:
+            nb = space.neighbours(a)
+            if pool_set is not None:
+                nb = [b for b in nb if b in pool_set]
+            return self._unused_feasible(nb)
+
+        pending = list(self.pending.values())
+        if self._table is not None:
+            self._table.clear()  # only this round's rows: the table stays small
+        self._register(archs + pending)
+        t2 = time.perf_counter()
+        picks, info = propose(
+            encode=p.encode, model=self._model, layout=self._layout(), acquisition=self.acquisition,
+            X_baseline=p.encode(archs), Y_baseline_max=Ymax if feas is None else Ymax[feas], ref_point=ref,
+            candidates=cands, moves=moves, register=self._register,
+            X_pending=p.encode(pending) if pending else None, q=q, seed=self._draw_seed(),
+            settings=self.settings, mc_samples=self.mc_samples,
+        )
+        t3 = time.perf_counter()
+        self.last_timings = {"fit_s": t1 - t0, "candidates_s": t2 - t1, "acquisition_s": t3 - t2,
+                             "n_candidates": float(len(cands)), "n_scored": info["n_scored"]}
+        return picks
+
+    # ------------------------------------------------------------------ state
+    def _settings(self) -> dict[str, Any]:
+        space = self.problem.space
+        return {
+            "surrogate": self.surrogate,
+            "acquisition": self.acquisition,
+            "batch_size": self.batch_size,
+            "n_initial": self.n_initial,
+            "mc_samples": self.mc_samples,
+            "search": asdict(self.settings),
+            "pool_size": None if self.pool is None else len(self.pool),
+            "design": [space.to_vector(a) for a in self.design],
+            "queue": [space.to_vector(a) for a in self._queue],
+            "surrogate_warm": self._warm,
+            "surrogate_warm_n": self._warm_n,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        s = state.get("settings", {})
+        space = self.problem.space
+        try:
+            self.design = [space.from_vector(g) for g in s["design"]]
+            self._queue = [space.from_vector(g) for g in s["queue"]]
+            same = s.get("surrogate") == self.surrogate
+            self._warm = s.get("surrogate_warm") if same else None
+            self._warm_n = int(s.get("surrogate_warm_n", -1)) if same else -1
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SearchError(f"searcher state: malformed mobo settings ({type(exc).__name__}: {exc})") from None
+        self._model, self._table, self._fit_n = None, None, -1
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        super().__setstate__(d)
+        self._fit_n = -1  # the model was not pickled: refit on the next proposal

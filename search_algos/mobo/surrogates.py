@@ -1,0 +1,168 @@
+"""Surrogates of the reported metrics, as BoTorch models over ``Space.encode`` (``(n, 23)`` in
+[0, 1]). Plain functions, no Ray.
+
+``fit_surrogate(name, X, Y, *, warm=None, seed=0, **options) -> (model, warm_state)``:
+
+- ``gp`` (default): one ``SingleTaskGP`` with ``m`` batched outputs; Matern-5/2 ARD kernel with
+  the dimension-scaled log-normal lengthscale prior of Hvarfner et al. (2024)
+  (``get_covar_module_with_dim_scaled_prior(use_rbf_kernel=False)``: Matern-5/2 suits ordinal
+  genes, whose objective changes in steps rather than smoothly); inputs through
+  ``Normalize`` with the unit-cube bounds of the encoding (so that a gene with one choice stays
+  put), outcomes through ``Standardize``. ``warm`` (the previous fit's hyperparameters, a plain
+  dict of lists) initialises the hyperparameters; with ``refit=False`` they are used as they are
+  (rebuilding the model on the data without optimising, e.g. after a restore on the same data).
+- ``rank_ensemble`` (the HyT-NAS paper's option): per output an ensemble of small MLPs trained
+  with a pairwise margin-ranking loss (:func:`hytnas.predictors.fit_rank_ensemble`); the
+  ensemble's mean and spread are the posterior (independent Gaussians).
+
+Every fit is deterministic given ``seed`` (``torch.random.fork_rng`` isolates what GPyTorch draws
+from the global generator, so the caller's generator state is untouched).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.operators import DiagLinearOperator
+from torch import Tensor
+
+from hytnas.errors import SearchError
+
+#: the hyperparameter groups carried from one GP fit to the next (no training data)
+_GP_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
+
+
+# ----------------------------------------------------------------------------- GP
+def fit_gp(
+    X: Tensor,
+    Y: Tensor,
+    *,
+    warm: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    refit: bool = True,
+    maxiter: int = 200,
+    warm_maxiter: int = 50,
+) -> tuple[Model, dict[str, Any]]:
+    """``SingleTaskGP`` on ``(X (n, d), Y (n, m))``; returns the model and its hyperparameters.
+
+    L-BFGS-B runs at most ``maxiter`` iterations from the prior's mode, or ``warm_maxiter`` from
+    the previous fit's hyperparameters (a few new points move the optimum little)."""
+    X, Y = X.to(torch.float64), Y.to(torch.float64)
+    n, d = X.shape
+    m = Y.shape[-1]
+    bounds = torch.stack([torch.zeros(d, dtype=X.dtype), torch.ones(d, dtype=X.dtype)])
+    covar = get_covar_module_with_dim_scaled_prior(
+        ard_num_dims=d, batch_shape=torch.Size([m]) if m > 1 else torch.Size(), use_rbf_kernel=False
+    )
+    model = SingleTaskGP(
+        X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds), outcome_transform=Standardize(m)
+    )
+    warm_loaded = False
+    if warm:
+        sd = model.state_dict()
+        load = {}
+        for k, v in warm.items():
+            t = torch.as_tensor(v, dtype=sd[k].dtype) if k in sd else None
+            if t is not None and t.shape == sd[k].shape:
+                load[k] = t
+        model.load_state_dict(load, strict=False)
+        warm_loaded = bool(load)
+    if refit or not warm_loaded:
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            iters = warm_maxiter if warm_loaded else maxiter
+            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": int(iters)}})
+    model.eval()
+    state = {k: v.tolist() for k, v in model.state_dict().items() if k.startswith(_GP_WARM_PREFIXES)}
+    return model, state
+
+
+# ----------------------------------------------------------------------------- rank ensemble
+class MeanStdModel(Model):
+    """A BoTorch model from per-output predictors ``f(X (N, d)) -> (mean (N,), std (N,))``:
+    the posterior is independent Gaussians (no correlation across points or outputs)."""
+
+    _num_outputs: int
+
+    def __init__(self, predictors: list[Callable[[Tensor], tuple[Tensor, Tensor]]], min_std: float = 1e-6) -> None:
+        super().__init__()
+        self.predictors = predictors
+        self._num_outputs = len(predictors)
+        self.min_std = float(min_std)
+
+    @property
+    def num_outputs(self) -> int:
+        return self._num_outputs
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size()
+
+    def posterior(self, X: Tensor, output_indices: list[int] | None = None, observation_noise: bool = False,
+                  posterior_transform: Any = None, **kwargs: Any) -> GPyTorchPosterior:
+        idx = list(range(self._num_outputs)) if output_indices is None else list(output_indices)
+        batch, q, d = X.shape[:-2], X.shape[-2], X.shape[-1]
+        flat = X.reshape(-1, d)
+        means, stds = zip(*(self.predictors[i](flat) for i in idx))
+        mean = torch.stack(means, -1).to(X).reshape(*batch, q, len(idx))  # (..., q, m)
+        var = torch.stack(stds, -1).to(X).clamp_min(self.min_std).pow(2).reshape(*batch, q, len(idx))
+        if len(idx) == 1:
+            dist = MultivariateNormal(mean[..., 0], DiagLinearOperator(var[..., 0]))
+        else:
+            dist = MultitaskMultivariateNormal(mean, DiagLinearOperator(var.reshape(*batch, q * len(idx))))
+        post = GPyTorchPosterior(dist)
+        if posterior_transform is not None:
+            return posterior_transform(post)
+        return post
+
+
+def fit_rank_ensemble_model(
+    X: Tensor,
+    Y: Tensor,
+    *,
+    warm: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    refit: bool = True,
+    **options: Any,
+) -> tuple[Model, dict[str, Any]]:
+    """One :func:`hytnas.predictors.fit_rank_ensemble` per output of ``Y``; no warm state (the
+    fit is deterministic given ``seed``)."""
+    from hytnas.errors import DataError
+    from hytnas.predictors import fit_rank_ensemble
+
+    preds = []
+    for j in range(Y.shape[-1]):
+        try:
+            ens = fit_rank_ensemble(X.float(), Y[:, j].float(), seed=seed + 7919 * j, **options)
+        except (DataError, TypeError) as exc:
+            raise SearchError(f"surrogate rank_ensemble: {exc}") from None
+        preds.append(ens.predict)
+    return MeanStdModel(preds), {}
+
+
+SURROGATES: dict[str, Callable[..., tuple[Model, dict[str, Any]]]] = {
+    "gp": fit_gp,
+    "rank_ensemble": fit_rank_ensemble_model,
+}
+
+
+def fit_surrogate(name: str, X: Tensor, Y: Tensor, **kwargs: Any) -> tuple[Model, dict[str, Any]]:
+    """Fit the surrogate ``name`` (:data:`SURROGATES`) on ``(X, Y)``; ``Y`` has no NaN."""
+    if name not in SURROGATES:
+        raise SearchError(f"surrogate {name!r}: unknown; use one of {', '.join(SURROGATES)}")
+    if X.shape[0] < 2:
+        raise SearchError(f"surrogate {name}: needs at least 2 observations, got {X.shape[0]}")
+    if not bool(torch.isfinite(Y).all()):
+        raise SearchError(f"surrogate {name}: observations hold NaN or infinite values")
+    return SURROGATES[name](X, Y, **kwargs)
+
