@@ -204,7 +204,7 @@ class ArchSearcher(Searcher):
         out: dict[Arch, None] = {}
         batch = min(batch, self.problem.space.cardinality())
         for _ in range(max_rounds):
-            draw = self.problem.space.sample(batch, seed=self._draw_seed(), method="uniform")
+            draw = self.problem.space.sample(batch, seed=self._draw_seed(), method="uniform", unique=False)
             for a in self._unused_feasible(draw):
                 out.setdefault(a, None)
             if len(out) >= n:

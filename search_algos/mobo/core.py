@@ -33,8 +33,10 @@ class RowTable:
     Rows are keyed by a fixed random projection ``X @ w`` (float64; identical rows give
     bit-identical keys because every row comes from ``Space.encode``), found with
     ``searchsorted`` and then checked element-wise, so a lookup never returns another row's
-    values. An unknown row is a :class:`SearchError` (every row the acquisition sees is a
-    candidate, an observation or a pending arch, all added beforehand).
+    values. Every arch the acquisition scores is registered beforehand; a row that is not in the
+    table (BoTorch probes random off-grid points, e.g. to bound the objective when no
+    observation is feasible) gets the values of its nearest registered row (Euclidean), i.e. the
+    known objective is extended off the grid by nearest-neighbour interpolation.
     """
 
     def __init__(self, d: int, k: int) -> None:
@@ -80,10 +82,14 @@ class RowTable:
 
     def __call__(self, X: Tensor) -> Tensor:
         """``X (..., d) -> (..., k)``."""
-        flat = X.reshape(-1, X.shape[-1])
+        flat = X.reshape(-1, X.shape[-1]).to(torch.float64)
+        if len(self) == 0:
+            raise SearchError("known objectives: no arch was registered (internal error)")
         pick, ok = self._find(flat)
         if not bool(ok.all()):
-            raise SearchError(f"known objectives: {int((~ok).sum())} encoded rows were never registered (internal error)")
+            off = ~ok
+            pick = pick.clone()
+            pick[off] = torch.cdist(flat[off], self.rows).argmin(-1)
         return self.vals[pick].to(X).reshape(*X.shape[:-1], self.k)
 
 
@@ -116,7 +122,7 @@ def generate_candidates(
     out: dict[Arch, None] = {}
     n_random = min(n_random, space.cardinality())
     if n_random > 0:
-        out.update(dict.fromkeys(space.sample(n_random, seed=int(rng.integers(2**31 - 1)), method="uniform")))
+        out.update(dict.fromkeys(space.sample(n_random, seed=int(rng.integers(2**31 - 1)), method="uniform", unique=False)))
     if anchors:
         for i in range(n_mutations):
             a = anchors[i % len(anchors)]

@@ -171,7 +171,7 @@ class MOBOSearcher(ArchSearcher):
             return design
         design = self._unused_feasible(sobol)[:n]
         if len(design) < n:
-            design += [a for a in self._random_feasible(n - len(design)) if a not in design]
+            design += [a for a in self._random_feasible(n - len(design), max_rounds=8) if a not in design]
         if not design:
             raise SearchError(
                 "constraints: no arch of the space satisfies "

@@ -37,7 +37,8 @@ from torch import Tensor
 
 from hytnas.errors import SearchError
 
-#: the hyperparameter groups carried from one GP fit to the next (no training data)
+#: the hyperparameters (raw parameters, no training data, no constraint buffers) carried from
+#: one GP fit to the next
 _GP_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
 
 
@@ -83,7 +84,7 @@ def fit_gp(
             iters = warm_maxiter if warm_loaded else maxiter
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": int(iters)}})
     model.eval()
-    state = {k: v.tolist() for k, v in model.state_dict().items() if k.startswith(_GP_WARM_PREFIXES)}
+    state = {k: v.detach().tolist() for k, v in model.named_parameters() if k.startswith(_GP_WARM_PREFIXES)}
     return model, state
 
 

@@ -1,0 +1,231 @@
+"""MOBO maths and searcher: known-objective model, acquisition values, reference points,
+surrogates, pending/failed/partial trials, warm start."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from botorch.utils.multi_objective.hypervolume import Hypervolume, infer_reference_point
+from botorch.utils.multi_objective.pareto import is_non_dominated
+
+from hytnas.errors import SearchError
+from hytnas.objectives import get_objectives, parse_constraints
+from hytnas.space import get_space
+from hytnas.table import write_arch_table
+from search_algos import MOBOSearcher
+from search_algos.common import make_problem
+from search_algos.mobo import core
+from search_algos.mobo.acquisition import (
+    OutcomeLayout,
+    build_acquisition,
+    declared_bounds,
+    evaluate,
+    reference_point,
+)
+from search_algos.mobo.core import RowTable, make_model
+from search_algos.mobo.surrogates import MeanStdModel, fit_gp, fit_surrogate
+
+SPACE = get_space("hytnas-tiny")
+FAST = dict(num_random=48, num_mutations=16, local_search_starts=1, local_search_steps=1, mc_samples=16,
+            torch_threads=1)
+
+
+def acc(arch) -> float:
+    x = SPACE.encode(arch)[0]
+    return float(1 - (x - 0.6).pow(2).mean())
+
+
+def done(arch) -> dict:
+    return {"val_accuracy": acc(arch), "done": True}
+
+
+# ------------------------------------------------------------------------------ RowTable
+def test_row_table_finds_every_row_and_rejects_unknown_ones():
+    archs = SPACE.sample(300, seed=0)
+    X = SPACE.encode(archs)
+    V = torch.arange(300, dtype=torch.float64).reshape(-1, 1) * torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    t = RowTable(X.shape[-1], 2)
+    t.add(X[:200], V[:200])
+    t.add(X[100:], V[100:])  # overlapping rows are added once
+    assert len(t) == 300
+    perm = torch.randperm(300, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(t(X[perm].reshape(30, 10, -1)), V[perm].reshape(30, 10, 2))
+    other = SPACE.encode([a for a in SPACE.sample(20, seed=99) if a not in set(archs)])
+    assert bool(t.missing(other).all())
+    nearest = torch.cdist(other, X).argmin(-1)  # off the table: nearest registered row
+    assert torch.equal(t(other), V[nearest])
+    with pytest.raises(SearchError, match="no arch was registered"):
+        RowTable(23, 2)(other)
+
+
+# ------------------------------------------------------------------------------ acquisition
+def hv_improvement(front: torch.Tensor, y: torch.Tensor, ref: torch.Tensor) -> float:
+    hv = Hypervolume(ref_point=ref)
+    both = torch.cat([front, y[None]])
+    return hv.compute(both[is_non_dominated(both)]) - hv.compute(front)
+
+
+def test_known_objectives_enter_as_exact_deterministic_model():
+    """With only known objectives, qLogNEHVI is the log of the exact HV improvement."""
+    f1 = lambda archs: SPACE.encode(archs)[:, :12].mean(-1)  # noqa: E731
+    f2 = lambda archs: SPACE.encode(archs)[:, :6].mean(-1) + 0.5 * SPACE.encode(archs)[:, 12:].mean(-1)  # noqa: E731
+    p = make_problem(SPACE, [{"name": "f1", "sense": "max", "source": "known"},
+                             {"name": "f2", "sense": "min", "source": "known"}], known_fns={"f1": f1, "f2": f2})
+    base = SPACE.sample(12, seed=3)
+    cands = SPACE.sample(60, seed=4)
+    table = RowTable(23, 2)
+    Yb = torch.stack([f1(base), -f2(base)], -1)  # maximised sense
+    table.add(SPACE.encode(base + cands), torch.cat([Yb, torch.stack([f1(cands), -f2(cands)], -1)]))
+    model = make_model(None, table)
+    Xc = SPACE.encode(cands)
+    assert torch.equal(model.posterior(Xc[:, None]).mean[:, 0], torch.stack([f1(cands), -f2(cands)], -1))
+    ref = reference_point(Yb)
+    acqf = build_acquisition("qlognehvi", model, layout=OutcomeLayout((0, 1)), X_baseline=SPACE.encode(base),
+                             ref_point=ref, mc_samples=4)
+    vals = evaluate(acqf, Xc)
+    front = Yb[is_non_dominated(Yb)]
+    hvi = torch.tensor([hv_improvement(front, y, ref) for y in torch.stack([f1(cands), -f2(cands)], -1)],
+                       dtype=torch.float64)
+    pos = hvi > 1e-9
+    assert 3 <= int(pos.sum()) < len(cands)  # both cases exercised
+    assert torch.allclose(vals[pos].exp(), hvi[pos], rtol=0.05)
+    assert float(vals[~pos].max()) < float(vals[pos].min()) - 2  # no improvement: far lower
+
+
+def test_reference_point_from_data_and_declared_bounds():
+    Y = torch.tensor([[0.9, -300.0], [0.7, -100.0], [0.6, -400.0]], dtype=torch.float64)
+    inferred = reference_point(Y)
+    assert torch.allclose(inferred, infer_reference_point(Y[is_non_dominated(Y)]))
+    objs = get_objectives(["val_accuracy", "params_k"])
+    bounds = declared_bounds(objs, parse_constraints(["params_k <= 250", "params_k >= 10"]))
+    assert math.isnan(float(bounds[0])) and float(bounds[1]) == -250.0  # only the upper bound bounds a min objective
+    ref = reference_point(Y, bounds)
+    assert float(ref[1]) == -250.0 and float(ref[0]) == float(inferred[0])
+    lower = declared_bounds(objs, parse_constraints(["val_accuracy >= 0.5", "val_accuracy >= 0.6"]))
+    assert float(lower[0]) == 0.6  # the tighter bound
+
+
+# ------------------------------------------------------------------------------ surrogates
+def test_gp_fits_and_warm_rebuild_is_identical():
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(40, 23, generator=g, dtype=torch.float64)
+    Y = torch.stack([(X[:, :5] - 0.3).pow(2).sum(-1), X[:, 5:].sum(-1)], -1)
+    model, warm = fit_gp(X, Y, seed=0)
+    mean = model.posterior(X).mean
+    r2 = 1 - (mean - Y).pow(2).sum(0) / (Y - Y.mean(0)).pow(2).sum(0)
+    assert bool((r2 > 0.9).all()), r2
+    rebuilt, warm2 = fit_gp(X, Y, warm=warm, refit=False)
+    Xt = torch.rand(7, 23, generator=g, dtype=torch.float64)
+    assert torch.allclose(rebuilt.posterior(Xt).mean, model.posterior(Xt).mean, atol=1e-10)
+    assert warm2.keys() == warm.keys()
+
+
+def test_mean_std_model_posterior_shapes():
+    preds = [lambda X: (X.sum(-1), torch.full_like(X[:, 0], 0.1)), lambda X: (-X.sum(-1), X[:, 0] + 0.1)]
+    for m in (1, 2):
+        model = MeanStdModel(preds[:m])
+        post = model.posterior(torch.rand(5, 3, 4, dtype=torch.float64))
+        assert post.mean.shape == (5, 3, m) and post.variance.shape == (5, 3, m)
+        assert torch.allclose(post.variance[..., 0], torch.full((5, 3), 0.01, dtype=torch.float64))
+
+
+def test_surrogate_errors():
+    X = torch.rand(5, 23, dtype=torch.float64)
+    with pytest.raises(SearchError, match="unknown; use one of gp, rank_ensemble"):
+        fit_surrogate("forest", X, X[:, :1])
+    with pytest.raises(SearchError, match="NaN"):
+        fit_surrogate("gp", X, torch.full((5, 1), math.nan, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------------------ the searcher
+def run(s: MOBOSearcher, n: int, start: int = 0) -> list[dict]:
+    cfgs = []
+    for i in range(start, start + n):
+        c = s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", done(SPACE.from_config(c)))
+        cfgs.append(c)
+    return cfgs
+
+
+@pytest.mark.parametrize("acquisition", ["qlognehvi", "qlogehvi", "parego"])
+def test_acquisitions_with_a_reported_constraint(acquisition):
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], constraints=["val_loss <= 1.0"],
+                     acquisition=acquisition, n_initial=3, seed=0, **FAST)
+    for i in range(6):
+        c = s.suggest(f"t{i}")
+        a = SPACE.from_config(c)
+        s.on_trial_complete(f"t{i}", {**done(a), "val_loss": 2 * (1 - acc(a)) * 10})
+    assert len(s.observations) == 6 and len(s.used) == 6
+
+
+def test_single_and_all_known_objectives():
+    one = MOBOSearcher(space=SPACE, objectives=["val_accuracy"], n_initial=2, seed=0, **FAST)
+    assert len(run(one, 4)) == 4
+    known = MOBOSearcher(space=SPACE, objectives=["params_k", "macs_m"], n_initial=1, seed=0, **FAST)
+    cfgs = []
+    for i in range(3):
+        cfgs.append(known.suggest(f"k{i}"))
+        known.on_trial_complete(f"k{i}", {"done": True})
+    assert known.last_timings and len({c["arch_id"] for c in cfgs}) == 3
+
+
+def test_pending_archs_go_to_the_acquisition_as_x_pending(monkeypatch):
+    seen = []
+    real = core.build_acquisition
+
+    def spy(*args, **kwargs):
+        xp = kwargs.get("X_pending")
+        seen.append(0 if xp is None else xp.shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core, "build_acquisition", spy)
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, max_concurrent=3, seed=0, **FAST)
+    first = [s.suggest(f"d{i}") for i in range(3)]
+    assert s.suggest("blocked") is None  # 3 pending
+    for i in range(2):
+        s.on_trial_complete(f"d{i}", done(SPACE.from_config(first[i])))
+    a, b = s.suggest("m0"), s.suggest("m1")
+    assert seen == [1, 2]  # d2 pending, then d2 + m0
+    ids = [c["arch_id"] for c in first + [a, b]]
+    assert len(set(ids)) == 5
+
+
+def test_failed_and_partial_trials_are_recorded_never_modelled_never_reproposed(tmp_path):
+    pool = SPACE.sample(8, seed=7)
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], candidates=pool, n_initial=2, max_concurrent=2, seed=0, **FAST)
+    c0, c1 = s.suggest("t0"), s.suggest("t1")
+    s.on_trial_complete("t0", None, error=True)
+    s.on_trial_complete("t1", {"val_accuracy": 0.3, "done": False, "epoch": 1})  # stopped early
+    assert s.failed == [SPACE.from_config(c0)] and s.discarded == [SPACE.from_config(c1)]
+    assert s.observations == []
+    rest = run(s, 6, start=2)
+    assert len(s.observations) == 6
+    got = [SPACE.from_config(c) for c in [c0, c1] + rest]
+    assert sorted(map(SPACE.arch_id, got)) == sorted(map(SPACE.arch_id, pool))
+    assert s.suggest("t9") == "FINISHED"
+
+
+def test_warm_start_from_a_table(tmp_path):
+    prior = SPACE.sample(6, seed=11)
+    path = tmp_path / "prior.csv"
+    write_arch_table(path, SPACE, prior, [{"val_accuracy": acc(a)} for a in prior])
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], warm_start=path, n_initial=4, seed=0, **FAST)
+    assert s.n_warm == 6 and s.design == []
+    c = s.suggest("t0")
+    assert SPACE.from_config(c) not in set(prior) and s.last_timings  # model-based at once
+    bad = tmp_path / "bad.csv"
+    write_arch_table(bad, SPACE, prior, [{"latency_ms": 1.0} for _ in prior])
+    with pytest.raises(SearchError, match="warm_start: .*missing metric column 'val_accuracy'"):
+        MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], warm_start=bad)
+
+
+def test_rank_ensemble_surrogate_runs():
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], surrogate="rank_ensemble", n_initial=4,
+                     seed=0, surrogate_options={"epochs": 40, "n_members": 3}, **FAST)
+    cfgs = run(s, 6)
+    assert len({c["arch_id"] for c in cfgs}) == 6
+    s2 = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], surrogate="rank_ensemble",
+                      n_initial=2, seed=0, surrogate_options={"bogus": 1}, **FAST)
+    with pytest.raises(SearchError, match="surrogate rank_ensemble: .*bogus"):
+        run(s2, 3)  # the fit options are checked at the first fit
