@@ -1,16 +1,20 @@
 """``ax``: Ax's default multi-objective generation strategy as a benchmark searcher (benchmark only).
 
-A thin subclass of Ray's ``AxSearch``:
+A thin Ray Tune ``Searcher`` over Ax's ``Client`` (``ax.api``). Ray's own ``AxSearch`` is not
+used: it reports only its first metric to Ax and, with Ax >= 1.0, fails on a multi-objective
+experiment (it reads ``Objective.minimize``, undefined for several metrics).
 
-- the Ax experiment is created here: one ordered ``choice`` parameter per latent gene
-  (:meth:`hytnas.space.Space.latent_choices`, values as floats so every parameter has one
-  type), one Ax objective per HyT-NAS objective (``minimize`` from its sense); the generation
-  strategy is the one Ax chooses by default for that experiment (Sobol, then BoTorch MOO);
-- trial configs hold the 23 genes (``space.to_config``), as every trainable expects;
-- every objective is reported to Ax (Ray's ``AxSearch`` reports only its first metric);
-- pool mode (``candidates``): each Ax suggestion is mapped to the nearest not-yet-used pool
-  arch in ``space.encode`` (``search_algos.common.nearest_unused``, as the Optuna searchers do);
-  the Ax trial is credited with that arch's result.
+- parameters: one ordered ``choice`` per latent gene with more than one choice
+  (:meth:`hytnas.space.Space.latent_choices`, values as floats: one type per parameter);
+- objective: ``"val_accuracy, -latency_ms"`` (a minus for ``min`` objectives); the generation
+  strategy is Ax's default for that experiment (``configure_generation_strategy()``: Sobol
+  initialisation, then BoTorch multi-objective BO);
+- trial configs hold the 23 genes (``space.to_config``) as every trainable expects; every
+  objective is reported to Ax from the trial's final result;
+- pool mode (``candidates``): each Ax suggestion is mapped to the nearest not-yet-used pool arch
+  in ``space.encode`` (``search_algos.common.nearest_unused``, as the Optuna searchers do); the
+  Ax trial is credited with that arch's result;
+- benchmark runs are not resumed: there is no ``save``/``restore``.
 """
 from __future__ import annotations
 
@@ -18,54 +22,61 @@ import logging
 from typing import Any, Sequence
 
 from ray.tune.search import Searcher
-from ray.tune.search.ax import AxSearch
 
-from hytnas.errors import SearchError
 from hytnas.objectives import Objective
 from hytnas.space import Arch, Space
 
 
-class AxArchSearch(AxSearch):
+class AxArchSearch(Searcher):
     def __init__(self, space: Space, objectives: Sequence[Objective], *, seed: int = 0,
                  candidates: Sequence[Arch] | None = None):
-        from ax.service.ax_client import AxClient, ObjectiveProperties
+        from ax.api.client import Client
+        from ax.api.configs import ChoiceParameterConfig
 
-        for name in ("ax", "ax.service", "ax.modelbridge", "ax.generation_strategy"):
+        super().__init__(metric=[o.name for o in objectives], mode=[o.sense for o in objectives])
+        for name in ("ax", "ax.api", "ax.service", "ax.generation_strategy", "ax.adapter"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        client = AxClient(random_seed=seed, verbose_logging=False)
-        client.create_experiment(
-            name="hytnas",
-            parameters=[{"name": g, "type": "choice", "values": [float(v) for v in vals], "is_ordered": True,
-                         "sort_values": True, "value_type": "float"}
-                        for g, vals in space.latent_choices().items() if len(vals) > 1],
-            objectives={o.name: ObjectiveProperties(minimize=o.sense == "min") for o in objectives},
+        choices = space.latent_choices()
+        self._fixed = {g: v[0] for g, v in choices.items() if len(v) == 1}
+        self._client = Client(random_seed=seed)
+        self._client.configure_experiment(
+            parameters=[ChoiceParameterConfig(name=g, values=[float(x) for x in v], parameter_type="float",
+                                              is_ordered=True)
+                        for g, v in choices.items() if len(v) > 1],
+            name="hytnas-benchmark",
         )
-        self._fixed = {g: vals[0] for g, vals in space.latent_choices().items() if len(vals) == 1}
-        super().__init__(ax_client=client)
+        self._client.configure_optimization(
+            objective=", ".join(o.name if o.sense == "max" else f"-{o.name}" for o in objectives))
+        self._client.configure_generation_strategy()
         self.space = space
         self.objectives = tuple(objectives)
         self.pool = list(dict.fromkeys(candidates)) if candidates is not None else None
         self._pool_X = space.encode(self.pool) if self.pool else None
         self._used: set[Arch] = set()
+        self._live: dict[str, int] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True  # the objectives are fixed at construction
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        params = super().suggest(trial_id)
-        if not isinstance(params, dict):
-            return params
+        ((index, params),) = self._client.get_next_trials(max_trials=1).items()
         arch = self.space.from_latent({**self._fixed, **params})
         if self.pool is not None:
             from search_algos.common import nearest_unused
 
             arch = nearest_unused(arch, self.pool, self._pool_X, self._used, self.space)
             if arch is None:
+                self._client.mark_trial_abandoned(index)
                 return Searcher.FINISHED
         self._used.add(arch)
+        self._live[trial_id] = index
         return self.space.to_config(arch)
 
-    def _process_result(self, trial_id: str, result: dict) -> None:
-        index = self._live_trial_mapping[trial_id]
-        missing = [o.name for o in self.objectives if o.name not in result]
-        if missing:
-            raise SearchError(f"ax searcher: trial {trial_id} reported no {missing[0]!r}")
-        self._ax.complete_trial(trial_index=index, raw_data={o.name: (float(result[o.name]), None)
-                                                               for o in self.objectives})
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        index = self._live.pop(trial_id, None)
+        if index is None:
+            return
+        if error or not result or not result.get("done") or any(o.name not in result for o in self.objectives):
+            self._client.mark_trial_failed(index, failed_reason="no final result")
+            return
+        self._client.complete_trial(index, raw_data={o.name: float(result[o.name]) for o in self.objectives})

@@ -233,8 +233,8 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     Lightning again) costs more than the training on a loaded 2-core machine."""
     from ray import tune
 
-    from hytnas.search import (CONFIG_FILE, TUNE_DIR, init_ray, make_callbacks, make_scheduler, make_searcher,
-                               make_trainable, preflight)
+    from hytnas.search import (CONFIG_FILE, TUNE_DIR, make_callbacks, make_scheduler, make_searcher, make_trainable,
+                               preflight)
     from hytnas.utils import atomic_write_text
 
     storage = Path(cfg.experiment.storage_path)
@@ -246,7 +246,7 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     write_arch_table(pool, space, [i.arch for i in batch], comment=f"benchmark build pool, seed {seed}")
     exp = experiment_for_build(cfg, len(batch), seed, pool, run_name)
     plan = preflight(exp)
-    started = init_ray()
+    started = _init_ray(exp.budget.max_concurrent_trials, exp.resources.cpu)
     try:
         exp.storage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(exp.storage_dir / CONFIG_FILE, exp.to_yaml())
@@ -271,6 +271,28 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
             import ray
 
             ray.shutdown()
+
+
+def _init_ray(max_concurrent: int, cpu_per_trial: float) -> bool:
+    """Start local Ray (no dashboard) unless one is running; returns whether this call started it.
+
+    Ray gets ``max(physical CPUs, max_concurrent * cpu_per_trial)`` logical CPUs, so that
+    ``benchmark.max_concurrent_trials`` trials really run at once: on a shared machine, more
+    single-threaded trials than cores get the build a fair share of the CPU (oversubscription on
+    purpose; each trial still uses ``floor(resources.cpu)`` torch threads)."""
+    import math
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    physical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    ray.init(num_cpus=max(physical, math.ceil(max_concurrent * cpu_per_trial)), include_dashboard=False,
+             log_to_driver=False, logging_level=logging.WARNING)
+    return True
 
 
 def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem], state: BuildState,

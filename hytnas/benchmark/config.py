@@ -39,7 +39,8 @@ class BuildSection(BaseModel):
     include_zoo: bool = Field(True, description="append the zoo models that are points of the space")
     table: str = Field("benchmarks/data/table.csv.gz", description="output table (one row per arch, base seed)")
     seeds_table: str | None = Field(None, description="replicate rows (all seeds); null: <table>-seeds.csv.gz")
-    max_concurrent_trials: int = Field(2, ge=1, description="trials running at the same time")
+    max_concurrent_trials: int = Field(2, ge=1, description="trials running at the same time (may exceed the "
+                                                            "cores: Ray then gets that many logical CPUs)")
 
     def table_path(self) -> Path:
         return Path(os.path.abspath(self.table))
