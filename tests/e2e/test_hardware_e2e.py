@@ -78,10 +78,9 @@ def test_search_with_lut_latency_and_sram_constraint(tmp_path, board, fmnist_tin
     assert all(p <= SRAM_KB for p in peaks), peaks
     assert list(rows["peak_sram_kb"]) == pytest.approx(peaks)
 
-    # the latency the trials report is the device's (LUT + residual), the host timing is kept aside
+    # the latency the trials report is the device's (LUT + residual correction), not the host's
     fn = latency_fn(get_profile(str(profile_yaml)), space, num_classes=10, in_channels=1)
-    assert list(rows["latency_ms"]) == pytest.approx(fn(archs).tolist(), rel=1e-6)
-    assert (rows["host_latency_ms"] > 0).all()
+    assert list(rows["latency_ms"]) == pytest.approx(fn(archs).tolist(), rel=1e-5)  # the CSV keeps 6 digits
 
     # MLflow (real, sqlite) holds the same device latencies, one child run per trial
     client = MlflowClient(cfg.tracking_uri)
