@@ -45,6 +45,11 @@ def _run(args: argparse.Namespace) -> int:
     from hytnas.space import get_space
 
     profile = get_profile(args.device)
+    if profile.kind == "mcu":
+        raise HardwareError(
+            f"--device: {profile.name} is a microcontroller; PyTorch does not run on it, so it cannot be profiled "
+            f"with `hytnas profile` (its latency is {profile.latency.method}; see docs/hardware.md to calibrate it)"
+        )
     size = args.input_size or profile.input_size
     space = get_space(args.space, input_size=size)
     if args.torch_device not in ("cpu", "cuda"):

@@ -82,7 +82,9 @@ class BlockSpec:
         elif self.cfg is not None:
             names = _SHAPE_FIELDS.get(self.kind, tuple(f.name for f in fields(BlockCfg) if f.name not in ("type", "c", "d", "s")))
             for name in names:
-                d[name] = self.cfg.width if name == "dim" else getattr(self.cfg, name)
+                v = self.cfg.width if name == "dim" else getattr(self.cfg, name)
+                if v is not None:
+                    d[name] = v
         return d
 
     @property

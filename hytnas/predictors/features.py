@@ -18,6 +18,7 @@ from typing import Iterable, Literal
 
 import torch
 
+from hytnas.errors import DataError
 from hytnas.hardware.analytic import unit_cost
 from hytnas.hardware.blocks import arch_blocks
 from hytnas.space import Arch, Space
@@ -49,6 +50,8 @@ def arch_features(
     features: FeatureSet = "both",
 ) -> torch.Tensor:
     """``(n, d)`` float64 features of ``archs`` (see the module docstring)."""
+    if features not in ("encode", "costs", "both"):
+        raise DataError(f"features: must be encode, costs or both, got {features!r}")
     archs = [space.validate(a) for a in archs]
     size = int(input_size or space.input_size)
     parts = []

@@ -298,3 +298,9 @@ def test_device_wiring_leaves_measured_latency_alone(micro):
     assert not device_wiring("raspberry-pi-4", micro, ["val_accuracy", "params_k"]).known_fns
     with pytest.raises(HardwareError, match="raspberry-pi-4.*latency.path is not set"):
         device_wiring("raspberry-pi-4", micro, ["val_accuracy"], ["latency_ms <= 5"])
+
+
+def test_cli_profile_refuses_an_mcu(tmp_path, micro_yaml, capsys):
+    assert main(["profile", "--device", "stm32f746", "--space", str(micro_yaml), "--out", str(tmp_path / "p")]) == 2
+    assert "stm32f746 is a microcontroller" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
