@@ -112,6 +112,9 @@ def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str
     from ray import tune
 
     rec = Completions()
+    # Trial loggers are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): Completions is the record, so
+    # the ResultGrid's complaint about missing result.json files is noise.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, max_concurrent_trials=1,
@@ -216,6 +219,11 @@ def _init_ray() -> None:
         ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
 
 
+def milestones(budget: int) -> list[int]:
+    """The evaluation counts reported: :data:`MILESTONES` up to ``budget``, and ``budget`` itself."""
+    return sorted({m for m in MILESTONES if m <= budget} | {budget})
+
+
 def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Per searcher: normalised HV at the milestones (mean, std over seeds) and evaluations to
     reach each target fraction of the true HV (median over the seeds that reached it, and how many)."""
@@ -224,7 +232,7 @@ def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
     for name, seeds in doc["runs"].items():
         curves = [r["curve"] for r in seeds.values()]
         row: dict[str, Any] = {"searcher": name, "seeds": len(curves)}
-        for m in MILESTONES:
+        for m in milestones(doc["budget"]):
             vals = [hv_at(c, m) / true_hv for c in curves if m <= len(c)]
             row[f"hv@{m}"] = statistics.fmean(vals) if vals else math.nan
             row[f"hv@{m}_std"] = statistics.stdev(vals) if len(vals) > 1 else (0.0 if vals else math.nan)
@@ -238,8 +246,7 @@ def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarize` rows."""
-    budget = doc["budget"]
-    ms = [m for m in MILESTONES if m <= budget] or [budget]
+    ms = milestones(doc["budget"])
     head = ["searcher"] + [f"HV@{m}" for m in ms] + [f"evals to {round(t * 100)}%" for t in TARGETS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

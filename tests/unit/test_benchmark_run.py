@@ -42,10 +42,12 @@ def test_summary_milestones_and_targets():
     assert rows["a"]["hv@50_std"] == pytest.approx(math.sqrt(2) * 0.35)
     assert rows["a"]["evals_to_95%"] == 50 and rows["a"]["reached_95%"] == 1
     assert rows["a"]["evals_to_99%"] == 60 and rows["a"]["reached_99%"] == 1
-    assert math.isnan(rows["a"]["hv@100"])
+    assert rows["a"]["hv@60"] == pytest.approx((1.0 + 0.25) / 2)  # the budget itself is a milestone
+    assert "hv@100" not in rows["a"]
     assert rows["b"]["evals_to_95%"] == 1 and rows["b"]["hv@50_std"] == 0.0
     text = format_summary(list(rows.values()), doc)
-    assert "| a | 0.6000 ± 0.4950 | 50 (1/2) | 60 (1/2) |" in text
+    assert "| searcher | HV@50 | HV@60 | evals to 95% | evals to 99% |" in text
+    assert "| a | 0.6000 ± 0.4950 | 0.6250 ± 0.5303 | 50 (1/2) | 60 (1/2) |" in text
 
 
 def test_curve_of_a_whole_table_ends_at_the_true_hypervolume(tmp_path):
