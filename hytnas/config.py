@@ -124,6 +124,8 @@ class TrainingSection(_Section):
     precision: str = Field("32-true", description="Lightning precision (32-true, bf16-mixed, 16-mixed)")
     channels_last: bool = Field(False, description="channels-last memory format")
     seed: int = Field(0, ge=0, description="seed of the data subsets and the weight initialisation (the same for every trial)")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum (Nesterov when > 0)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
 
     @field_validator("optimizer")
     @classmethod
@@ -186,23 +188,30 @@ class ResourcesSection(_Section):
 class HardwareSection(_Section):
     """The target device and the latency measurement."""
 
-    device: str = Field("host-cpu", description="device profile name")
+    device: str = Field("host-cpu", description="device profile: a shipped name (host-cpu, raspberry-pi-4, jetson-nano, stm32f746) or a profile YAML file")
     latency_threads: int = Field(1, ge=1, description="torch threads of the latency measurement")
     latency_runs: int = Field(20, ge=1, description="timed runs of the latency measurement (the median is reported)")
+    # --- device-profile wiring (hytnas.hardware.search.device_wiring)
+    memory_constraints: bool = Field(True, description="add the device's memory limits as constraints "
+                                     "(peak_sram_kb <= sram_kb, model_size_kb <= flash_kb)")
 
     @field_validator("device")
     @classmethod
     def _known_device(cls, v: str) -> str:
-        try:
-            from hytnas import hardware
-        except ImportError:
+        """A shipped profile name, or a profile YAML file (validated, made absolute)."""
+        from hytnas.errors import HardwareError
+        from hytnas.hardware import get_profile, list_profiles
+
+        if v in list_profiles():
             return v
-        lister = getattr(hardware, "list_profiles", None)
-        if lister is not None:
-            names = list(lister())
-            if names and v not in names:
-                raise ValueError(f"unknown device profile {v!r}; use one of {', '.join(names)}")
-        return v
+        if not v.endswith((".yaml", ".yml")) and not Path(v).is_file():
+            raise ValueError(f"unknown device profile {v!r}; use one of {', '.join(list_profiles())} or a profile YAML file")
+        path = _abspath(v)
+        try:
+            get_profile(path)
+        except HardwareError as exc:
+            raise ValueError(str(exc)) from None
+        return path
 
 
 class MlflowSection(_Section):

@@ -1,0 +1,49 @@
+"""``hytnas search CONFIG [--set key=value ...] [--address ADDRESS] [--resume]``.
+
+CONFIG is an experiment YAML file or the name of a shipped config (``quickstart``). Everything
+is validated before anything is created: a bad key, value, dataset, searcher or data folder is
+one ``hytnas: error: <field>: ...`` line and exit code 2, with no experiment folder and no Ray.
+
+Exit codes: 0 when at least one trial completed, 1 when none did (every trial failed), 2 for bad
+input, 130 when the search was interrupted (continue it with ``--resume``).
+"""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """examples:
+  hytnas search quickstart
+  hytnas search configs/quickstart.yaml --set budget.num_samples=4 --set training.epochs=1
+  hytnas search my.yaml --set "objectives=[val_accuracy, latency_ms]" --set search.algorithm=optuna-nsga2
+  hytnas search my.yaml --resume                # continue an interrupted search (same config)
+  hytnas search my.yaml --address ray://head:10001
+
+every key and its default: configs/README.md"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search", help="run a multi-objective architecture search (Ray Tune + MLflow)",
+        description="Train candidate architectures under Ray Tune, track them in MLflow and write the Pareto front.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", metavar="CONFIG", help="experiment YAML file, or a shipped config name (quickstart)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (dotted, value parsed as YAML); repeatable")
+    p.add_argument("--address", default=None, metavar="ADDRESS",
+                   help="connect to this Ray cluster (e.g. ray://head:10001) instead of starting Ray locally")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted search in the experiment folder (same config)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hytnas.config import load_experiment
+
+    cfg = load_experiment(args.config, args.overrides)
+    from hytnas.search import run_search  # heavy imports (ray, torch) after the config is valid
+
+    result = run_search(cfg, address=args.address, resume=args.resume)
+    if result.interrupted:
+        return 130
+    return 0 if result.num_done > 0 else 1
