@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 #: result keys copied into the table (when the trainable reports them)
 RESULT_COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "params_k", "macs_m", "peak_sram_kb",
                   "model_size_kb", "latency_ms")
-FINAL_METRICS = ("val_accuracy", "test_accuracy", "params_k", "macs_m", "peak_sram_kb", "model_size_kb",
-                 "latency_ms", "train_time_s", "seed", "replicate")
 
 
 def schedule_of(cfg: BuildConfig) -> dict[str, Any]:
@@ -169,7 +167,10 @@ class BuildResult:
 def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
                 log: Callable[[str], None] = logger.info) -> BuildResult:
     """Train what is missing of the build's list (at most ``max_trials`` trials this call);
-    write the final tables when the list is complete. Returns what happened."""
+    write the final tables when the list is complete (again, from the partial table, when it
+    already is). Returns what happened."""
+    from hytnas.search import make_datamodule
+
     t0 = time.monotonic()
     bench, exp = cfg.benchmark, cfg.experiment
     exp.check_paths()
@@ -179,8 +180,6 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
     by_key = {i.key(space): i for i in items}
     schedule = schedule_of(cfg)
     fp = fingerprint(space, items, schedule)
-    from hytnas.search import make_datamodule
-
     dm = make_datamodule(exp, space.input_size)
     header = {
         "space": exp.space.name,
@@ -216,7 +215,7 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
                          failed, time.monotonic() - t0, interrupted)
     if len(state.rows) == len(items):
         header["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        header["build_wall_s"] = round(sum(r["train_time_s"] for r in state.rows.values()), 1)
+        header["sum_trial_time_s"] = round(sum(r["train_time_s"] for r in state.rows.values()), 1)
         result.table, result.seeds_table = write_final_tables(cfg, space, items, state, header)
         log(f"benchmark build: wrote {result.table} and {result.seeds_table}")
     return result
