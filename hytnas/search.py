@@ -96,6 +96,9 @@ class Plan:
     num_classes: int
     in_channels: int
     resume: bool
+    #: the objectives and constraints after the device profile's wiring (known latency, memory limits)
+    objectives: tuple[Any, ...] = ()
+    constraints: tuple[Any, ...] = ()
 
 
 # ------------------------------------------------------------------------------ preflight
@@ -111,16 +114,22 @@ def make_datamodule(cfg: ExperimentConfig, input_size: int, *, batch_size: int |
     )
 
 
+def device_wiring(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
+    """The device profile's wiring (``hytnas.hardware.search.device_wiring``): objectives with a
+    known ``latency_ms`` when the profile computes it, constraints plus the memory limits."""
+    from hytnas.hardware.search import device_wiring as wire
+
+    return wire(cfg.hardware.device, space, cfg.get_objectives(), cfg.get_constraints(),
+                num_classes=num_classes, in_channels=in_channels, memory=cfg.hardware.memory_constraints)
+
+
 def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
     """``search_algos.make_search_alg`` for ``cfg``; bad options name ``search.options``."""
-    from hytnas.hardware.search import device_wiring
     from search_algos import make_search_alg
 
     options = dict(cfg.search.options)
     options.setdefault("max_epochs", cfg.training.epochs)
-    # device profile (hytnas.hardware): known latency_ms (lut / learned / analytic) + memory limits
-    hw = device_wiring(cfg.hardware.device, space, cfg.get_objectives(), cfg.get_constraints(),
-                       num_classes=num_classes, in_channels=in_channels, memory=cfg.hardware.memory_constraints)
+    hw = device_wiring(cfg, space, num_classes, in_channels)
     try:
         return make_search_alg(
             cfg.search.algorithm, space=space, objectives=hw.objectives, constraints=hw.constraints,
@@ -141,7 +150,8 @@ def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: boo
     make_searcher(cfg, space, num_classes, in_channels)  # options and constraints are valid
     if check_storage:
         _check_storage(cfg, resume)
-    return Plan(cfg, space, num_classes, in_channels, resume)
+    hw = device_wiring(cfg, space, num_classes, in_channels)
+    return Plan(cfg, space, num_classes, in_channels, resume, tuple(hw.objectives), tuple(hw.constraints))
 
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
@@ -199,12 +209,14 @@ def make_scheduler(cfg: ExperimentConfig):
     return FIFOScheduler()
 
 
-def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False) -> list[Any]:
+def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, plan: Plan | None = None) -> list[Any]:
+    """Progress lines (unless ``quiet``) and the MLflow tracker (when enabled)."""
     from hytnas.report import ProgressCallback
 
     out: list[Any] = []
     if not quiet:
-        out.append(ProgressCallback(cfg.get_objectives(), cfg.get_constraints(), total=cfg.budget.num_samples))
+        constraints = plan.constraints if plan is not None else cfg.get_constraints()
+        out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples))
     if cfg.mlflow.enabled:
         from hytnas.tracking import MlflowTracker
 
@@ -248,7 +260,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
-            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet), *callbacks],
+            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0), verbose=0, log_to_file=True,
         ),
@@ -340,7 +352,7 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
         if r.config:
             records.append({"trial_id": metrics.get("trial_id") or Path(r.path).name, "status": status,
                             "config": r.config, "metrics": metrics, "checkpoint": ckpt})
-    objectives, constraints = cfg.get_objectives(), cfg.get_constraints()
+    objectives, constraints = cfg.get_objectives(), plan.constraints
     archs, df = trials_frame(records, plan.space, objectives, constraints)
     comment = f"hytnas search {cfg.name}; objectives {', '.join(o.name for o in objectives)}"
     files = write_report(storage, plan.space, archs, df, objectives, comment=comment)

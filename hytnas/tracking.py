@@ -36,7 +36,7 @@ STATE_FORMAT = "hytnas-tracking"
 STATE_VERSION = 1
 #: Result keys logged as child-run metrics (when numeric).
 LOGGED_METRICS = (
-    "val_accuracy", "val_loss", "test_accuracy", "latency_ms", "params_k", "macs_m", "peak_sram_kb",
+    "val_accuracy", "val_loss", "test_accuracy", "latency_ms", "host_latency_ms", "params_k", "macs_m", "peak_sram_kb",
     "peak_sram_fp32_kb", "model_size_kb", "model_size_fp32_kb", "train_loss", "epoch", "time_total_s",
 )
 _MAX_PARAM = 500  # MLflow param values are short strings

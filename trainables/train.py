@@ -12,7 +12,9 @@ What a trial does:
    (``hytnas.costs.arch_costs``);
 3. measures the batch-1 latency on the host CPU once, before training (``measure_latency`` with
    ``hardware.latency_threads`` / ``latency_runs``: the median in ms); a restored trial reuses the
-   value saved in its checkpoint;
+   value saved in its checkpoint. When the device profile computes latency from the arch (LUT,
+   learned or analytic profiles), that is the reported ``latency_ms`` and the host timing is
+   reported as ``host_latency_ms``;
 4. trains with ``hytnas.training.train_candidate`` (Lightning, no progress bar, no logger) and
    reports after every epoch with ``tune.report(metrics, checkpoint=...)``; the final epoch's
    report comes after the test split and adds ``test_accuracy``, ``test_loss``,
