@@ -6,10 +6,12 @@ Ray-free plain functions over tensors. Conventions:
   ``latency_ms`` in ms, ...); every function flips signs through
   :func:`hytnas.objectives.to_maximize` (the only sign flip), so all maths is maximisation.
 - The reference point is derived from the table, never hard-coded:
-  ``botorch.utils.multi_objective.hypervolume.infer_reference_point`` on the table's true
-  Pareto front, i.e. ``nadir(front) - 0.1 * (ideal(front) - nadir(front))`` per objective in the
-  maximised space (Ishibuchi et al. 2011's robust 10 % margin). Every point of the front then
-  dominates the reference point strictly, so even the front's extreme points add volume.
+  ``botorch.utils.multi_objective.hypervolume.infer_reference_point`` on *all* rows of the table,
+  i.e. ``worst - 0.1 * (best - worst)`` per objective over the whole table in the maximised space
+  (Ishibuchi et al. 2011's robust 10 % margin). Every row of the table then dominates the
+  reference point strictly, so every evaluation can add volume and anytime curves start rising
+  from the first evaluation (a reference point at the nadir of the true front alone would give
+  zero HV to most archs of a table whose front holds a handful of points).
 - Hypervolume and non-dominated sorting come from BoTorch (``Hypervolume``,
   ``is_non_dominated``); nothing here re-implements them.
 """
@@ -80,7 +82,7 @@ def true_front(Y: torch.Tensor, objectives: Sequence[Objective], scale: float = 
         raise SearchError("hypervolume: the table has no rows")
     mask = is_non_dominated(Ym, deduplicate=True)
     pareto_Y = Ym[mask]
-    ref = infer_reference_point(pareto_Y, scale=scale)
+    ref = infer_reference_point(Ym, scale=scale)  # worst - scale * range over ALL rows
     hv = float(Hypervolume(ref_point=ref).compute(pareto_Y))
     rows = tuple(int(i) for i in torch.nonzero(mask).flatten().tolist())
     return TrueFront(objectives, ref, pareto_Y, rows, hv)

@@ -194,8 +194,8 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str
             "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
             "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
             "ref_point": tf.ref_point_natural(), "ref_point_derivation":
-                "botorch infer_reference_point(true front, scale=0.1): nadir - 0.1 * (ideal - nadir) of the table's "
-                "true Pareto front, in the maximised space",
+                "botorch infer_reference_point(all table rows, scale=0.1): worst - 0.1 * (best - worst) per objective "
+                "over the whole table, in the maximised space",
             "true_hypervolume": tf.hypervolume, "true_front_size": len(tf.pareto_rows),
             "table_rows": len(table), "budget": spec.budget, "seeds": spec.seeds, "runs": runs,
         }
