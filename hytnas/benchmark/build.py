@@ -161,14 +161,15 @@ class BuildResult:
 
     @property
     def complete(self) -> bool:
-        return self.table is not None
+        return self.recorded == self.total
 
 
-def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
+def build_table(cfg: BuildConfig, *, max_trials: int | None = None, write_partial: bool = False,
                 log: Callable[[str], None] = logger.info) -> BuildResult:
     """Train what is missing of the build's list (at most ``max_trials`` trials this call);
     write the final tables when the list is complete (again, from the partial table, when it
-    already is). Returns what happened."""
+    already is). ``write_partial``: train nothing, write the tables from the trials recorded so
+    far (header ``complete: False``). Returns what happened."""
     from hytnas.search import make_datamodule
 
     t0 = time.monotonic()
@@ -196,8 +197,8 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
     }
     state = BuildState.load_or_new(space, bench.partial_path(), fp, header)
     todo = [i for i in items if i.key(space) not in state.rows]
-    if max_trials is not None:
-        todo = todo[:max(0, max_trials)]
+    if max_trials is not None or write_partial:
+        todo = todo[:0 if write_partial else max(0, max_trials or 0)]
     log(f"benchmark build: {len(items)} trials in the list, {len(state.rows)} already recorded, "
         f"{len(todo)} to train now")
     failed: list[str] = []
@@ -213,7 +214,8 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None,
             break
     result = BuildResult(None, None, sum(1 for i in todo if i.key(space) in state.rows), len(state.rows), len(items),
                          failed, time.monotonic() - t0, interrupted)
-    if len(state.rows) == len(items):
+    if len(state.rows) == len(items) or (write_partial and state.rows):
+        header["complete"] = len(state.rows) == len(items)
         header["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         header["sum_trial_time_s"] = round(sum(r["train_time_s"] for r in state.rows.values()), 1)
         result.table, result.seeds_table = write_final_tables(cfg, space, items, state, header)
@@ -295,8 +297,9 @@ def _init_ray(max_concurrent: int, cpu_per_trial: float) -> bool:
 
 
 def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem], state: BuildState,
-                       header: Mapping[str, Any]) -> tuple[Path, Path]:
-    """The table (replicate 0, list order) and the seed table (all seeds of replicated archs)."""
+                       header: Mapping[str, Any]) -> tuple[Path, Path | None]:
+    """The table (replicate 0, list order) and the seed table (all seeds of replicated archs),
+    from the recorded trials (all of them once the build is complete)."""
     bench = cfg.benchmark
     epoch_cols = sorted({k for r in state.rows.values() for k in r if k.startswith("val_accuracy_e")},
                         key=lambda c: int(c.removeprefix("val_accuracy_e")))
@@ -306,13 +309,16 @@ def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem
     def pick(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{c: r.get(c, math.nan) for c in cols} for r in rows]
 
-    primary = [i for i in items if i.replicate == 0]
+    done = {i for i in items if i.key(space) in state.rows}  # all of them, unless writing a partial build
+    primary = [i for i in items if i.replicate == 0 and i in done]
     rows = [state.rows[i.key(space)] for i in primary]
     table = bench.table_path()
     write_arch_table(table, space, [i.arch for i in primary], pick(rows),
                      comment=header_comment({**header, "rows": "one per arch, training seed = benchmark.seed"}))
-    replicated = {i.arch for i in items if i.replicate > 0}
-    reps = sorted((i for i in items if i.arch in replicated), key=lambda i: (space.arch_id(i.arch), i.seed))
+    replicated = {i.arch for i in done if i.replicate > 0}
+    reps = sorted((i for i in done if i.arch in replicated), key=lambda i: (space.arch_id(i.arch), i.seed))
+    if not reps:
+        return table, None
     seeds_path = bench.seeds_table_path()
     write_arch_table(seeds_path, space, [i.arch for i in reps], pick([state.rows[i.key(space)] for i in reps]),
                      comment=header_comment({**header, "rows": "one per (arch, training seed) of the replicated archs"}))
@@ -333,7 +339,7 @@ def seed_noise(path: str | Path, space: Space, metrics: Sequence[str] = ("val_ac
     for m in metrics:
         std = frame.groupby("arch_id")[m].std(ddof=1)
         wide = frame.pivot(index="arch_id", columns="seed", values=m)
-        taus = [kendalltau(wide[a], wide[b]).statistic for i, a in enumerate(wide.columns) for b in wide.columns[i + 1:]]
+        taus = [kendalltau(wide[a], wide[b], nan_policy="omit").statistic for i, a in enumerate(wide.columns) for b in wide.columns[i + 1:]]
         out[m] = {"std_mean": float(std.mean()), "std_median": float(std.median()), "std_max": float(std.max()),
                   "kendall_tau_between_seeds": float(pd.Series(taus).mean())}
     return out

@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set benchmark.n_archs=8 (repeatable)")
     b.add_argument("--max-trials", type=int, default=None, metavar="N", help="train at most N trials in this call")
+    b.add_argument("--write-partial", action="store_true",
+                   help="train nothing; write the tables from the trials recorded so far (header complete: False)")
     b.set_defaults(func=run_build)
 
     i = sub.add_parser("info", help="true Pareto fronts, hypervolumes and seed noise of a table")
@@ -75,14 +77,14 @@ def run_build(args: argparse.Namespace) -> int:
     if args.max_trials is not None and args.max_trials < 0:
         raise ConfigError(f"--max-trials: must be >= 0, got {args.max_trials}")
     cfg = load_build_config(args.config, args.overrides)
-    res = build_table(cfg, max_trials=args.max_trials, log=lambda s: print(f"[hytnas] {s}", flush=True))
+    res = build_table(cfg, max_trials=args.max_trials, write_partial=args.write_partial, log=lambda s: print(f"[hytnas] {s}", flush=True))
     print(f"[hytnas] trained {res.trained} trials in {res.wall_s:.0f} s; {res.recorded}/{res.total} recorded"
           + (f"; {len(res.failed)} failed: {', '.join(res.failed)}" if res.failed else ""))
-    if res.complete:
+    if res.table is not None:
         print(f"table:       {res.table}\nseed table:  {res.seeds_table}")
-        if cfg.benchmark.seeds > 1 and cfg.benchmark.replicate > 0:
+        if res.seeds_table is not None:
             print("seed noise:  " + json.dumps(seed_noise(res.seeds_table, cfg.experiment.build_space()), indent=1))
-    else:
+    if not res.complete:
         print(f"incomplete: run the same command again to continue ({cfg.benchmark.partial_path()})")
     if res.interrupted:
         return 130

@@ -13,7 +13,7 @@ from hytnas.benchmark.archlist import build_items
 from hytnas.benchmark.build import build_table
 from hytnas.benchmark.config import load_build_config
 from hytnas.benchmark.run import RunSpec, run_benchmark
-from hytnas.benchmark.table import BenchmarkTable
+from hytnas.benchmark.table import BenchmarkTable, read_header
 from hytnas.table import read_arch_table
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +54,11 @@ def built(tmp_path_factory, fmnist_tiny, ray_local):
     path.write_text(CONFIG.format(out=out, data=fmnist_tiny))
     cfg = load_build_config(path)
     first = build_table(cfg, max_trials=3)  # the 3 base-seed trials; the replicate is left
+    partial = build_table(cfg, write_partial=True)  # trains nothing
+    assert partial.trained == 0 and not partial.complete and partial.seeds_table is None
+    assert read_header(partial.table)["complete"] == "False" and len(BenchmarkTable.load(partial.table)) == 3
     second = build_table(load_build_config(path))
+    assert read_header(second.table)["complete"] == "True"
     return cfg, first, second
 
 
