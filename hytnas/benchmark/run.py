@@ -168,55 +168,67 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str
         model = Surrogate.fit(table)
         atomic_write_json(out / "surrogate.json", model.to_dict())
         trainable = make_surrogate_trainable(model)
-    _init_ray()
-    summaries: dict[str, Any] = {}
-    for pair in spec.pairs:
-        objectives = get_objectives(pair)
-        tf = true_front(table.Y(objectives), objectives)
-        tag = "-vs-".join(o.name for o in objectives)
-        pdir = out / tag
-        runs: dict[str, dict[str, Any]] = {}
-        for name in spec.searchers:
-            runs[name] = {}
-            for seed in range(spec.seeds):
-                t0 = time.monotonic()
-                searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
-                                         options=(spec.searcher_options or {}).get(name))
-                results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
-                curve = curve_of(results, objectives, tf.ref_point, spec.budget)
-                runs[name][str(seed)] = {
-                    "curve": curve, "evaluations": len(results), "wall_s": time.monotonic() - t0,
-                    "arch_ids": [r.get("arch_id") for r in results],
-                }
-                log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: {len(results)} evaluations, "
-                    f"final HV {curve[-1] / tf.hypervolume:.4f} of the true front, {time.monotonic() - t0:.0f} s")
-        doc = {
-            "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
-            "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
-            "ref_point": tf.ref_point_natural(), "ref_point_derivation":
-                "botorch infer_reference_point(all table rows, scale=0.1): worst - 0.1 * (best - worst) per objective "
-                "over the whole table, in the maximised space",
-            "true_hypervolume": tf.hypervolume, "true_front_size": len(tf.pareto_rows),
-            "table_rows": len(table), "budget": spec.budget, "seeds": spec.seeds, "runs": runs,
-        }
-        atomic_write_json(pdir / "curves.json", doc)
-        rows = summarize(doc)
-        _write_summary(pdir, rows, doc)
-        plot_curves(doc, pdir / "curves.png")
-        summaries[tag] = {"true_hypervolume": tf.hypervolume, "ref_point": doc["ref_point"], "rows": rows}
-        log(f"benchmark run [{spec.problem} {tag}] wrote {pdir}/curves.json, curves.png, summary.md\n"
-            + format_summary(rows, doc))
-    return summaries
+    started = _init_ray()
+    try:
+        return {"-vs-".join(pair): _run_pair(spec, table, trainable, get_objectives(pair), out, log)
+                for pair in spec.pairs}
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
-def _init_ray() -> None:
+def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: Sequence[Objective], out: Path,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Every searcher x seed for one objective set; writes ``<out>/<a>-vs-<b>/``; returns its summary."""
+    tf = true_front(table.Y(objectives), objectives)
+    tag = "-vs-".join(o.name for o in objectives)
+    pdir = out / tag
+    runs: dict[str, dict[str, Any]] = {}
+    for name in spec.searchers:
+        runs[name] = {}
+        for seed in range(spec.seeds):
+            t0 = time.monotonic()
+            searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
+                                     options=(spec.searcher_options or {}).get(name))
+            results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
+            curve = curve_of(results, objectives, tf.ref_point, spec.budget)
+            runs[name][str(seed)] = {
+                "curve": curve, "evaluations": len(results), "wall_s": time.monotonic() - t0,
+                "arch_ids": [r.get("arch_id") for r in results],
+            }
+            log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: {len(results)} evaluations, "
+                f"final HV {curve[-1] / tf.hypervolume:.4f} of the true front, {time.monotonic() - t0:.0f} s")
+    doc = {
+        "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
+        "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
+        "ref_point": tf.ref_point_natural(), "ref_point_derivation":
+            "botorch infer_reference_point(all table rows, scale=0.1): worst - 0.1 * (best - worst) per objective "
+            "over the whole table, in the maximised space",
+        "true_hypervolume": tf.hypervolume, "true_front_size": len(tf.pareto_rows),
+        "table_rows": len(table), "budget": spec.budget, "seeds": spec.seeds, "runs": runs,
+    }
+    atomic_write_json(pdir / "curves.json", doc)
+    rows = summarize(doc)
+    _write_summary(pdir, rows, doc)
+    plot_curves(doc, pdir / "curves.png")
+    log(f"benchmark run [{spec.problem} {tag}] wrote {pdir}/curves.json, curves.png, summary.md\n"
+        + format_summary(rows, doc))
+    return {"true_hypervolume": tf.hypervolume, "ref_point": doc["ref_point"], "rows": rows}
+
+
+def _init_ray() -> bool:
+    """Start local Ray (all CPUs, no dashboard) unless one runs; returns whether this call did."""
     import ray
 
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    return True
 
 
 def milestones(budget: int) -> list[int]:
