@@ -21,6 +21,7 @@ class LatencyResult:
     p75_ms: float
     runs: int
     threads: int
+    min_ms: float = float("nan")  # fastest run: the least disturbed by other processes on a shared machine
 
 
 def measure_latency(model: nn.Module, input_size: int, in_channels: int = 3, threads: int = 1, runs: int = 30,
@@ -55,4 +56,4 @@ def measure_latency(model: nn.Module, input_size: int, in_channels: int = 3, thr
         torch.set_num_threads(prev_threads)
         model.train(was_training)
     p25, median, p75 = np.percentile(times, [25, 50, 75])
-    return LatencyResult(float(median), float(p75 - p25), float(p25), float(p75), runs, threads)
+    return LatencyResult(float(median), float(p75 - p25), float(p25), float(p75), runs, threads, float(times.min()))

@@ -5,10 +5,12 @@ Format (a versioned plain JSON dict)::
     {"format": "hytnas.lut", "version": 1, "complete": bool,
      "meta": {device, space, space_id, input_size, num_classes, in_channels, threads, runs,
               warmup, torch, coverage, ...},
-     "entries": {unit key: {"median_ms", "iqr_ms", "p25_ms", "p75_ms", "runs"}}}
+     "entries": {unit key: {"median_ms", "min_ms", "iqr_ms", "p25_ms", "p75_ms", "runs"}}}
 
-Unit keys are :attr:`hytnas.hardware.blocks.BlockSpec.key`. The LUT estimate of an arch is the
-sum of its units' medians; :func:`hytnas.predictors.make_predictor` (``"lut"``) adds a learned
+Unit keys are :attr:`hytnas.hardware.blocks.BlockSpec.key`. ``meta.statistic`` (``median``, the
+default, or ``min``) says which timing of each unit the table stands for: the median, or the
+fastest run, which is the least disturbed by other processes on a shared machine. The LUT
+estimate of an arch is the sum of its units' timings; :func:`hytnas.predictors.make_predictor` (``"lut"``) adds a learned
 residual correction on top.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ FORMAT = "hytnas.lut"
 VERSION = 1
 LUT_FILE = "lut.json"
 VALIDATION_FILE = "validation.csv"
+STATISTICS = ("median", "min")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ class LatencyTable:
     def __contains__(self, key: str) -> bool:
         return key in self.entries
 
+    @property
+    def statistic(self) -> str:
+        return str(self.meta.get("statistic", "median"))
+
+    def entry_ms(self, entry: Mapping[str, float]) -> float:
+        """An entry's timing in the table's statistic (the median when the entry lacks it)."""
+        return float(entry.get(f"{self.statistic}_ms", entry["median_ms"]))
+
+    def with_statistic(self, statistic: str) -> "LatencyTable":
+        """The same timings read with another statistic (``median`` or ``min``)."""
+        if statistic not in STATISTICS:
+            raise HardwareError(f"latency table: statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
+        return LatencyTable(self.entries, {**self.meta, "statistic": statistic}, self.complete, self.source)
+
     def unit_ms(self, spec: BlockSpec) -> float:
         e = self.entries.get(spec.key)
         if e is None:
@@ -53,7 +70,7 @@ class LatencyTable:
                 f"latency table{where}: no entry for unit {spec.key!r}; profile this space on the device with "
                 f"`hytnas profile --space SPACE --out DIR` (same input size, classes and channels)"
             )
-        return float(e["median_ms"])
+        return self.entry_ms(e)
 
     def missing(self, specs: Iterable[BlockSpec]) -> list[str]:
         return sorted({s.key for s in specs if s.key not in self.entries})
@@ -62,7 +79,7 @@ class LatencyTable:
         return [(s, self.unit_ms(s)) for s in arch_blocks(arch, input_size, num_classes, in_channels)]
 
     def arch_ms(self, arch: ArchCfg, input_size: int, num_classes: int, in_channels: int = 3) -> float:
-        """The LUT estimate: the sum of the units' median latencies."""
+        """The LUT estimate: the sum of the units' timings."""
         return sum(ms for _, ms in self.arch_units_ms(arch, input_size, num_classes, in_channels))
 
     # ------------------------------------------------------------------ serialisation
@@ -83,8 +100,10 @@ class LatencyTable:
         for k, e in entries.items():
             if not isinstance(e, Mapping) or not isinstance(e.get("median_ms"), (int, float)) or e["median_ms"] < 0:
                 raise HardwareError(f"{where}: entry {k!r} needs a median_ms >= 0")
-        return cls(entries=dict(entries), meta=dict(d.get("meta", {})), complete=bool(d.get("complete", True)),
-                   source=source)
+        meta = dict(d.get("meta", {}))
+        if meta.get("statistic", "median") not in STATISTICS:
+            raise HardwareError(f"{where}: meta.statistic must be one of {', '.join(STATISTICS)}")
+        return cls(entries=dict(entries), meta=meta, complete=bool(d.get("complete", True)), source=source)
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, self.to_dict())

@@ -1,6 +1,6 @@
 """``lut``: the sum of a device's per-unit latency table plus a learned residual correction.
 
-The LUT estimate of an arch is the sum of its units' profiled medians
+The LUT estimate of an arch is the sum of its units' profiled timings
 (:class:`hytnas.hardware.lut.LatencyTable`). Timing units one at a time misses what happens
 between them (framework dispatch, cache reuse across units), so ``fit`` learns a correction:
 per group ``g`` of units (``stem``, every entry of ``ArchCfg.blocks``, ``head``) the LUT sum
@@ -94,8 +94,9 @@ class LUTPredictor(Predictor):
         rows: dict[str, list[tuple[list[float], float]]] = {}
         for key, e in self.table.entries.items():
             spec = BlockSpec.from_key(key)
-            if e["median_ms"] > 0:
-                rows.setdefault(spec.kind, []).append((_unit_x(spec), math.log(e["median_ms"])))
+            ms = self.table.entry_ms(e)
+            if ms > 0:
+                rows.setdefault(spec.kind, []).append((_unit_x(spec), math.log(ms)))
         everything = [r for rs in rows.values() for r in rs]
         out = {"*": _lstsq(everything)}
         for kind, rs in rows.items():
@@ -116,7 +117,7 @@ class LUTPredictor(Predictor):
                     ms = self._fallback_ms(spec)
                     n_fb += 1
                 else:
-                    ms = float(e["median_ms"])
+                    ms = self.table.entry_ms(e)
                 groups[spec.stage] = groups.get(spec.stage, 0.0) + ms
             rows.append(list(groups.values()))
         self.n_fallback = n_fb

@@ -304,3 +304,19 @@ def test_cli_profile_refuses_an_mcu(tmp_path, micro_yaml, capsys):
     assert main(["profile", "--device", "stm32f746", "--space", str(micro_yaml), "--out", str(tmp_path / "p")]) == 2
     assert "stm32f746 is a microcontroller" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_profile_min_statistic(tmp_path, micro):
+    out = tmp_path / "prof"
+    run_profile(micro, out, ProfileSettings(input_size=32, n_validate=3, statistic="min", **FAST))
+    lut = LatencyTable.load(out)
+    assert lut.statistic == "min"
+    assert all(0 < e["min_ms"] <= e["median_ms"] for e in lut.entries.values())
+    spec = next(iter(space_block_specs(micro).values()))
+    assert lut.unit_ms(spec) == lut.entries[spec.key]["min_ms"]
+    assert lut.with_statistic("median").unit_ms(spec) == lut.entries[spec.key]["median_ms"]
+    archs, df = read_arch_table(out / "validation.csv", micro, metrics=("latency_ms", "latency_min_ms", "latency_median_ms"))
+    assert list(df["latency_ms"]) == list(df["latency_min_ms"])
+    assert (df["latency_min_ms"] <= df["latency_median_ms"]).all()
+    with pytest.raises(HardwareError, match="statistic=.min.*statistic=.median"):
+        run_profile(micro, out, ProfileSettings(input_size=32, n_validate=3, **FAST))
