@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from hytnas.config import parse_experiment
 from hytnas.costs import arch_costs
 from hytnas.hardware import ProfileSettings, get_profile, latency_fn, run_profile
-from hytnas.space import GENES, get_space
+from hytnas.space import get_space
 from hytnas.table import read_arch_table
 
 pytestmark = pytest.mark.e2e
