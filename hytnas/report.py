@@ -4,8 +4,8 @@ Ray-free maths (plain functions over records and tensors) plus one thin Ray Tune
 
 - :func:`trials_frame` turns trial records (``trial_id``, ``status``, ``config``, ``metrics``,
   ``checkpoint``) into one row per trial in the arch-table exchange format (23 genes first).
-- :func:`pareto_mask` marks the Pareto-optimal rows: completed trials (``status == "done"``, i.e.
-  the final report had ``done: True``) that meet every constraint, non-dominated under
+- :func:`pareto_mask` marks the Pareto-optimal rows: completed trials (``status == "done"``: the
+  last report is at the last epoch, see :func:`is_complete`) that meet every constraint, non-dominated under
   :func:`hytnas.objectives.to_maximize` of the objectives
   (``botorch.utils.multi_objective.pareto.is_non_dominated``; ties are all kept). Trials stopped
   early by ASHA report partial-fidelity accuracies and are never on the front.
@@ -227,8 +227,9 @@ def progress_line(
     parts = [f"[hytnas] {h}:{m:02d}:{s:02d}"]
     of = f"/{total}" if total else ""
     t = f"trials {counts.get('done', 0)}{of} done, {counts.get('running', 0)} running, {counts.get('failed', 0)} failed"
-    if counts.get("stopped"):
-        t += f", {counts['stopped']} stopped"
+    for extra in ("stopped", "pending"):
+        if counts.get(extra):
+            t += f", {counts[extra]} {extra}"
     parts.append(t)
     parts.append(f"best {best[0]} {best[1]:.4f}" if best else "best -")
     parts.append(f"pareto {front_size}")
@@ -246,10 +247,12 @@ class ProgressCallback(Callback):
         total: int | None = None,
         interval_s: float = 10.0,
         stream: TextIO | None = None,
+        max_epochs: int | None = None,
     ) -> None:
         self.objectives = tuple(objectives)
         self.constraints = tuple(constraints)
         self.total = total
+        self.max_epochs = max_epochs
         self.interval_s = float(interval_s)
         self._stream = stream  # None: sys.stdout at print time
         self._start: float | None = None
@@ -269,7 +272,7 @@ class ProgressCallback(Callback):
         counts = dict.fromkeys(STATUSES, 0)
         done_rows = []
         for t in trials:
-            st = trial_status(t.status, t.last_result or {})
+            st = trial_status(t.status, t.last_result or {}, max_epochs=self.max_epochs)
             counts[st] += 1
             if st == "done":
                 done_rows.append(t.last_result)
@@ -306,12 +309,24 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, error: bool = False) -> str:
+def is_complete(result: Mapping[str, Any] | None, max_epochs: int | None = None) -> bool:
+    """Whether ``result`` is the final, full-fidelity report of a trial: its ``epoch`` reached
+    ``max_epochs`` (when known), else its ``done`` flag. Ray Tune also sets ``done: True`` on the
+    last result of a trial a scheduler stopped (e.g. ASHA), so ``done`` alone is not enough."""
+    result = result or {}
+    if max_epochs is not None:
+        epoch = result.get("epoch")
+        return isinstance(epoch, (int, float)) and epoch >= max_epochs
+    return bool(result.get("done"))
+
+
+def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, error: bool = False,
+                 max_epochs: int | None = None) -> str:
     """Map a Ray Tune trial status (+ its last result) to one of :data:`STATUSES`."""
     if error or tune_status == "ERROR":
         return "failed"
     if tune_status == "TERMINATED":
-        return "done" if (last_result or {}).get("done") else "stopped"
+        return "done" if is_complete(last_result, max_epochs) else "stopped"
     if tune_status == "RUNNING":
         return "running"
     if tune_status == "PAUSED":

@@ -216,7 +216,8 @@ def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, pl
     out: list[Any] = []
     if not quiet:
         constraints = plan.constraints if plan is not None else cfg.get_constraints()
-        out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples))
+        out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples,
+                                    max_epochs=cfg.training.epochs))
     if cfg.mlflow.enabled:
         from hytnas.tracking import MlflowTracker
 
@@ -332,7 +333,7 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
 
 def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> SearchResult:
     """Trial records from Tune's ``ResultGrid`` -> report files (+ MLflow artifacts)."""
-    from hytnas.report import sort_front, trials_frame, write_report
+    from hytnas.report import is_complete, sort_front, trials_frame, write_report
 
     storage = cfg.storage_dir
     records = []
@@ -340,7 +341,7 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
         metrics = dict(r.metrics or {})
         if r.error is not None:
             status = "failed"
-        elif metrics.get("done") and "val_accuracy" in metrics:
+        elif "val_accuracy" in metrics and is_complete(metrics, cfg.training.epochs):
             status = "done"
         elif "val_accuracy" in metrics:
             status = "stopped"

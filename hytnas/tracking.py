@@ -190,7 +190,10 @@ class MlflowTracker(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.child_run(trial)
-        done = bool((trial.last_result or {}).get("done"))
+        from hytnas.report import is_complete
+
+        epochs = (self.config.get("training") or {}).get("epochs")
+        done = is_complete(trial.last_result, epochs)
         self.client.set_tag(run_id, "hytnas.status", "done" if done else "stopped")
         self.client.set_terminated(run_id, "FINISHED")
 

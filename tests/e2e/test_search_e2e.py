@@ -32,12 +32,12 @@ def _config(tmp_path: Path, data: Path, **over):
         "training": {"epochs": 1, "batch_size": 64},
         "objectives": ["val_accuracy", "params_k"],
         "constraints": ["macs_m <= 3"],
-        "search": {"algorithm": "random", "seed": 0},
+        "search": {"algorithm": "mobo", "seed": 0, "options": {"n_initial": 2}},
         "budget": {"num_samples": 4, "max_concurrent_trials": 2},
         "hardware": {"latency_runs": 5},
     }
     for key, value in over.items():
-        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
     return parse_experiment(cfg)
 
 
@@ -145,7 +145,7 @@ def test_interrupted_search_resumes_without_losing_or_repeating_work(tmp_path, f
 
     from hytnas.search import run_search
 
-    cfg = _config(tmp_path, fmnist_tiny, search={"algorithm": "random"}, training={"epochs": 2},
+    cfg = _config(tmp_path, fmnist_tiny, search={"algorithm": "random", "options": {}}, training={"epochs": 2},
                   budget={"num_samples": 4, "max_concurrent_trials": 1})
     flag = tmp_path / "interrupted.flag"
     first = run_search(cfg, callbacks=[InterruptMidTrial(2, flag)])
@@ -170,3 +170,24 @@ def test_interrupted_search_resumes_without_losing_or_repeating_work(tmp_path, f
     run = next(c for c in children if c.data.tags["ray_trial_id"] == cut)
     assert [h.step for h in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
     assert len({h.value for h in client.get_metric_history(run.info.run_id, "latency_ms")}) == 1
+
+
+def test_asha_with_fractional_cpus(tmp_path, fmnist_tiny, ray_local, capsys):
+    """ASHA on epochs (training_iteration) with half a CPU per trial: stopped trials are recorded
+    as such (Tune marks their last result done=True too) and never reach the Pareto front."""
+    from hytnas.search import run_search
+
+    cfg = _config(tmp_path, fmnist_tiny, search={"algorithm": "random", "seed": 1, "options": {}}, training={"epochs": 2},
+                  scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+                  budget={"num_samples": 4, "max_concurrent_trials": 4}, resources={"cpu": 0.5},
+                  mlflow={"enabled": False})
+    result = run_search(cfg, quiet=True)
+    assert capsys.readouterr().out == ""
+    trials = result.trials
+    assert len(trials) == 4 and set(trials["status"]) <= {"done", "stopped"}
+    done, stopped = trials[trials["status"] == "done"], trials[trials["status"] == "stopped"]
+    assert len(done) >= 1
+    assert (done["epoch"] == 2).all() and done["test_accuracy"].notna().all()
+    assert (stopped["epoch"] < 2).all() and stopped["test_accuracy"].isna().all()
+    assert not trials.loc[trials["pareto"], "status"].ne("done").any()
+    assert result.tracking_uri is None and not (cfg.storage_dir / "mlflow.db").exists()

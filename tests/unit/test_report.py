@@ -111,19 +111,22 @@ def test_progress_line_and_callback_summary():
     cb.setup(total_num_samples=8)
     cb.on_trial_complete(0, trials, trials[0])
     line = stream.getvalue().strip()
-    assert line.endswith("trials 3/8 done, 1 running, 1 failed, 1 stopped  best val_accuracy 0.8000  pareto 2")
+    assert line.endswith("trials 3/8 done, 1 running, 1 failed, 1 stopped, 1 pending  best val_accuracy 0.8000  pareto 2")
 
 
-@pytest.mark.parametrize("status,result,error,expected", [
-    ("TERMINATED", {"done": True}, False, "done"),
-    ("TERMINATED", {"done": False}, False, "stopped"),
-    ("RUNNING", {}, False, "running"),
-    ("PENDING", {}, False, "pending"),
-    ("ERROR", {}, False, "failed"),
-    ("TERMINATED", {"done": True}, True, "failed"),
+@pytest.mark.parametrize("status,result,error,max_epochs,expected", [
+    ("TERMINATED", {"done": True}, False, None, "done"),
+    ("TERMINATED", {"done": False}, False, None, "stopped"),
+    ("TERMINATED", {"done": True, "epoch": 3}, False, 3, "done"),
+    # Ray Tune marks the last result of a trial ASHA stopped with done=True: not complete
+    ("TERMINATED", {"done": True, "epoch": 1}, False, 3, "stopped"),
+    ("RUNNING", {"epoch": 1}, False, 3, "running"),
+    ("PENDING", {}, False, 3, "pending"),
+    ("ERROR", {}, False, 3, "failed"),
+    ("TERMINATED", {"done": True, "epoch": 3}, True, 3, "failed"),
 ])
-def test_trial_status(status, result, error, expected):
-    assert trial_status(status, result, error) == expected
+def test_trial_status(status, result, error, max_epochs, expected):
+    assert trial_status(status, result, error, max_epochs=max_epochs) == expected
 
 
 def test_mlflow_params_are_flat_strings_and_ui_is_local():
