@@ -10,6 +10,7 @@ input, 130 when the search was interrupted (continue it with ``--resume``).
 from __future__ import annotations
 
 import argparse
+import warnings
 
 EPILOG = """examples:
   hytnas search quickstart
@@ -41,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from hytnas.config import load_experiment
 
     cfg = load_experiment(args.config, args.overrides)
+    # botorch's import-time notice about torch.jit; not actionable for a user of the CLI
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     from hytnas.search import run_search  # heavy imports (ray, torch) after the config is valid
 
     result = run_search(cfg, address=args.address, resume=args.resume)
