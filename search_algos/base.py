@@ -62,7 +62,10 @@ class ArchSearcher(Searcher):
         candidates: str | Path | Sequence[Arch] | None = None,
         warm_start: str | Path | None = None,
     ) -> None:
-        super().__init__(metric=problem.metric_names, mode=problem.modes)
+        # Tune checks that every result holds the searcher's metrics: only the *reported*
+        # objectives come from the trainable; known ones are computed here from the arch.
+        reported = problem.reported_objectives
+        super().__init__(metric=[o.name for o in reported] or None, mode=[o.sense for o in reported] or None)
         if int(max_concurrent) < 1:
             raise SearchError(f"max_concurrent: must be >= 1, got {max_concurrent}")
         self.problem = problem
