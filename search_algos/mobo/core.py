@@ -152,7 +152,7 @@ def pareto_anchors(archs: Sequence[Arch], Y_max: Tensor, feasible: Tensor | None
 class SearchSettings:
     """How the acquisition is optimised over the discrete space."""
 
-    n_random: int = 512
+    n_random: int = 256
     n_mutations: int = 256
     max_anchors: int = 8
     local_search_starts: int = 3

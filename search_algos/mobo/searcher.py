@@ -85,7 +85,7 @@ class MOBOSearcher(ArchSearcher):
         input_size: int | None = None,
         known_fns: Mapping[str, KnownFn] | None = None,
         max_epochs: int | None = None,
-        num_random: int = 512,
+        num_random: int = 256,
         num_mutations: int = 256,
         local_search_starts: int = 3,
         local_search_steps: int = 5,
