@@ -153,21 +153,33 @@ class OptunaArchSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         return  # multi-objective Optuna takes no intermediate values
 
+    @property
+    def metric(self) -> list[str] | None:
+        """What Tune checks every result for: the *reported* objectives only (known ones are
+        computed here from the arch, so a plain trainable need not report them)."""
+        return [o.name for o in self.problem.reported_objectives] or None
+
+    @property
+    def mode(self) -> list[str] | None:
+        return [o.sense for o in self.problem.reported_objectives] or None
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna every objective (reported from the final result, known computed exactly)."""
         if trial_id not in self._ot_trials or trial_id in self._completed_trials:
             return
+        ot_trial = self._ot_trials[trial_id]
         arch = self._archs.get(trial_id)
         metrics = None if (error or arch is None) else self.problem.final_metrics(result)
         if metrics is None:
-            super().on_trial_complete(trial_id, None, error=error)
-            return
-        known = self.problem.known_values([arch])[0].tolist()
-        full = dict(metrics)
-        full.update(zip([o.name for o in self.problem.known_objectives], known))
-        if self.problem.reported_constraints:
-            slack = [float(c.slack(torch.tensor(metrics[c.name]))) for c in self.problem.reported_constraints]
-            self._ot_trials[trial_id].set_user_attr(_CONSTRAINT_ATTR, slack)
-        super().on_trial_complete(trial_id, full, error=False)
+            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL if error else TrialState.PRUNED)
+        else:
+            known = dict(zip([o.name for o in self.problem.known_objectives], self.problem.known_values([arch])[0].tolist()))
+            if self.problem.reported_constraints:
+                slack = [float(c.slack(torch.tensor(metrics[c.name]))) for c in self.problem.reported_constraints]
+                ot_trial.set_user_attr(_CONSTRAINT_ATTR, slack)
+            values = [metrics[o.name] if o.source == "reported" else known[o.name] for o in self.problem.objectives]
+            self._ot_study.tell(ot_trial, values)
+        self._completed_trials.add(trial_id)
 
     def add_evaluated_point(self, *args: Any, **kwargs: Any) -> None:
         raise SearchError("optuna searchers: add_evaluated_point is not supported; use warm_start with the mobo searcher")
