@@ -197,6 +197,9 @@ def plot_front(df: pd.DataFrame, objectives: Sequence[Objective], path: str | Pa
         for _, r in pts.iterrows():
             ax.annotate(str(r["arch_id"])[:6], (r[x], r[y_obj.name]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
+        vals = done[x].dropna()
+        if len(vals) and vals.min() > 0 and vals.max() / vals.min() > 20:  # costs span decades
+            ax.set_xscale("log")
         ax.set_xlabel(_axis_label(x))
         ax.set_ylabel(_axis_label(y_obj.name))
         ax.grid(alpha=0.3)
