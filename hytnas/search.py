@@ -158,17 +158,18 @@ def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
     from ray import tune
 
     storage = cfg.storage_dir
-    has_search = (storage / CONFIG_FILE).is_file()
+    has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(str(storage / TUNE_DIR))
     if not resume:
         if has_search:
             raise ConfigError(
                 f"storage_path: {storage} already holds the search {cfg.name!r}; add --resume to continue it, "
                 "or set another name or storage_path"
             )
-        if storage.exists() and (not storage.is_dir() or any(storage.iterdir())):
+        # a run that failed before Tune started leaves only experiment.yaml: start afresh
+        if storage.exists() and (not storage.is_dir() or any(p.name != CONFIG_FILE for p in storage.iterdir())):
             raise ConfigError(f"storage_path: {storage} exists and is not an empty folder; choose another storage_path")
         return
-    if not has_search or not tune.Tuner.can_restore(str(storage / TUNE_DIR)):
+    if not has_search:
         raise ConfigError(f"--resume: {storage} holds no search to resume; run without --resume to start one")
     saved = parse_experiment(yaml.safe_load((storage / CONFIG_FILE).read_text()))
     diff = _first_difference(saved.to_plain(), cfg.to_plain())

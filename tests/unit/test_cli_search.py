@@ -85,12 +85,13 @@ def test_data_folder_without_the_dataset(exp_yaml, tmp_path, capsys):
 def test_existing_search_needs_resume_and_resume_needs_a_search(exp_yaml, tmp_path, capsys):
     assert main(["search", str(exp_yaml), "--resume"]) == 2
     assert _one_error_line(capsys).startswith(f"--resume: {tmp_path / 'exp'} holds no search to resume")
-    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "tune").mkdir(parents=True)
+    (tmp_path / "exp" / "tune" / "tuner.pkl").write_bytes(b"")  # what Tune checks for a restorable run
     (tmp_path / "exp" / "experiment.yaml").write_text("name: cli-test\n")
-    before = {p: p.read_bytes() for p in (tmp_path / "exp").rglob("*")}
+    before = {p: p.read_bytes() for p in (tmp_path / "exp").rglob("*") if p.is_file()}
     assert main(["search", str(exp_yaml)]) == 2
     assert _one_error_line(capsys).startswith(f"storage_path: {tmp_path / 'exp'} already holds the search 'cli-test'; add --resume")
-    assert {p: p.read_bytes() for p in (tmp_path / "exp").rglob("*")} == before
+    assert {p: p.read_bytes() for p in (tmp_path / "exp").rglob("*") if p.is_file()} == before
 
 
 def test_non_empty_folder_is_not_a_storage_path(exp_yaml, tmp_path, capsys):
@@ -121,3 +122,13 @@ def test_help_lists_the_options(capsys):
     out = capsys.readouterr().out
     for flag in ("--set", "--address", "--resume", "CONFIG"):
         assert flag in out
+
+
+def test_a_run_that_failed_before_tune_started_can_start_again(exp_yaml, tmp_path):
+    from hytnas.config import load_experiment
+    from hytnas.search import preflight
+
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "experiment.yaml").write_text("name: cli-test\n")  # all such a run leaves
+    plan = preflight(load_experiment(exp_yaml))
+    assert plan.num_classes == 10 and plan.in_channels == 1 and not plan.resume
