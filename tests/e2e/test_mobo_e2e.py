@@ -29,7 +29,7 @@ SPACE = get_space("hytnas-tiny")
 A = SPACE.encode(SPACE.from_latent({g: v[0] for g, v in SPACE.latent_choices().items()}))[0]
 B = SPACE.encode(SPACE.from_latent({g: v[-1] for g, v in SPACE.latent_choices().items()}))[0]
 OBJECTIVES = get_objectives([{"name": "dist_a", "sense": "min"}, {"name": "dist_b", "sense": "min"}])
-MOBO = {"n_initial": 8, "num_random": 256, "num_mutations": 128, "mc_samples": 64, "torch_threads": 1}
+MOBO = {"n_initial": 8, "num_random": 128, "num_mutations": 128, "mc_samples": 32, "torch_threads": 1}
 
 
 def trainable(config: dict) -> None:
@@ -91,16 +91,16 @@ def test_tuner_restore_continues_without_repeats(tmp_path, ray_local):
     tuner = tune.Tuner(
         trainable,
         param_space={"sleep": 0.5},
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=10, max_concurrent_trials=2, reuse_actors=True),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=8, max_concurrent_trials=2, reuse_actors=True),
         run_config=tune.RunConfig(name="resume", storage_path=str(tmp_path), verbose=0,
-                                  callbacks=[StopAfter(5, flag)]),
+                                  callbacks=[StopAfter(4, flag)]),
     )
     first = tuner.fit()
     done_first = [r for r in first if r.metrics.get("done")]
-    assert flag.exists() and 5 <= len(done_first) < 10
+    assert flag.exists() and 4 <= len(done_first) < 8
     restored = tune.Tuner.restore(str(tmp_path / "resume"), trainable=trainable, resume_errored=True,
                                   resume_unfinished=True)
     grid = restored.fit()
     results = [r.metrics for r in grid]
     ids = [r["arch_id"] for r in results if r.get("done")]
-    assert len(results) == 10 and len(ids) == 10 and len(set(ids)) == 10
+    assert len(results) == 8 and len(ids) == 8 and len(set(ids)) == 8
