@@ -57,6 +57,11 @@ QUIET_ENV = {
 }
 
 
+class SearchFailed(SearchError):
+    """The run itself failed (not a trial, not the inputs), e.g. Ray killed a worker for memory.
+    What Tune saved so far is kept; ``resume=True`` continues from it."""
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """What a search leaves behind.
@@ -320,7 +325,14 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
             print(f"[hytnas] {verb} search {cfg.name!r}: {cfg.budget.num_samples} trials x {cfg.training.epochs} "
                   f"epochs, searcher {cfg.search.algorithm}, objectives {', '.join(o.name for o in cfg.get_objectives())}; "
                   f"folder {storage}", file=out, flush=True)
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except (RuntimeError, OSError) as exc:  # Tune's own failures (e.g. a worker killed for memory)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SearchFailed(
+                f"the search stopped: {first[:300]}; its state is saved, continue with: "
+                f"hytnas search {storage / CONFIG_FILE} --resume"
+            ) from exc
         result = _collect(cfg, plan, grid, time.monotonic() - t0)
     finally:
         if started:
@@ -485,6 +497,6 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["SearchResult", "Plan", "preflight", "build_tuner", "run_search", "init_ray", "make_datamodule",
+__all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search", "init_ray", "make_datamodule",
            "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary", "export_pareto",
            "load_saved_experiment"]

@@ -4,12 +4,14 @@ CONFIG is an experiment YAML file or the name of a shipped config (``quickstart`
 is validated before anything is created: a bad key, value, dataset, searcher or data folder is
 one ``hytnas: error: <field>: ...`` line and exit code 2, with no experiment folder and no Ray.
 
-Exit codes: 0 when at least one trial completed, 1 when none did (every trial failed), 2 for bad
-input, 130 when the search was interrupted (continue it with ``--resume``).
+Exit codes: 0 when at least one trial completed, 1 when none did (every trial failed) or when
+the run itself failed (e.g. Ray killed a worker for memory; continue it with ``--resume``), 2 for
+bad input, 130 when the search was interrupted (continue it with ``--resume``).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import warnings
 
 EPILOG = """examples:
@@ -44,9 +46,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.config, args.overrides)
     # botorch's import-time notice about torch.jit; not actionable for a user of the CLI
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
-    from hytnas.search import run_search  # heavy imports (ray, torch) after the config is valid
+    from hytnas.search import SearchFailed, run_search  # heavy imports (ray, torch) after the config is valid
 
-    result = run_search(cfg, address=args.address, resume=args.resume)
+    try:
+        result = run_search(cfg, address=args.address, resume=args.resume)
+    except SearchFailed as exc:  # not bad input: exit 1, the run can be resumed
+        print(f"hytnas: error: {exc}", file=sys.stderr)
+        return 1
     if result.interrupted:
         return 130
     return 0 if result.num_done > 0 else 1
