@@ -116,10 +116,10 @@ class TrainingSection(_Section):
 
     epochs: int = Field(3, ge=1, description="training epochs per trial (the ASHA resource)")
     batch_size: int = Field(128, ge=1, description="mini-batch size")
-    optimizer: str = Field("adamw", description="adamw | adam | sgd")
+    optimizer: str = Field("adam", description="adam (the paper's) | adamw | sgd")
     lr: float = Field(0.002, gt=0, description="initial learning rate")
     lr_decay: float = Field(0.95, gt=0, le=1, description="learning rate multiplied by this after every epoch")
-    weight_decay: float = Field(0.01, ge=0, description="weight decay")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
     precision: str = Field("32-true", description="Lightning precision (32-true, bf16-mixed, 16-mixed)")
     channels_last: bool = Field(False, description="channels-last memory format")

@@ -29,10 +29,10 @@ class TrainSettings:
 
     epochs: int = 3
     batch_size: int = 128
-    optimizer: str = "adamw"
+    optimizer: str = "adam"
     lr: float = 0.002
     lr_decay: float = 0.95
-    weight_decay: float = 0.01
+    weight_decay: float = 0.0
     label_smoothing: float = 0.0
     precision: str | None = "32-true"
     channels_last: bool = False
