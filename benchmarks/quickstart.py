@@ -5,7 +5,8 @@
 
 Runs the search in this process (into a temporary folder unless ``--storage``), and reports:
 wall time, the CPU seconds of this process and all its descendants (Ray's workers included,
-sampled from /proc every second), the load average before and after (the machine may be shared),
+sampled from /proc every second: processes living less than that are missed), the load average
+before and after (the machine may be shared),
 trials done and the best test/validation accuracy. On a shared machine the wall time says little;
 ``cpu_s / cores`` (``idle_wall_lower_bound_s``) is what the run needs at least on that many idle
 cores (start-up waits and the searcher's turns between trials come on top).
@@ -59,16 +60,16 @@ class CpuMonitor(threading.Thread):
 
     def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__(daemon=True)
-        self.interval_s, self.seen, self._stop = interval_s, {}, threading.Event()
+        self.interval_s, self.seen, self._done = interval_s, {}, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             for pid, s in _tree_cpu_s(os.getpid()).items():
                 self.seen[pid] = max(s, self.seen.get(pid, 0.0))
-            self._stop.wait(self.interval_s)
+            self._done.wait(self.interval_s)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._done.set()
         self.join()
         for pid, s in _tree_cpu_s(os.getpid()).items():
             self.seen[pid] = max(s, self.seen.get(pid, 0.0))
