@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objectives", default="val_accuracy,params_k", help="table problem: comma-separated")
     ap.add_argument("--searchers", default=",".join(SEARCHERS))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--report", action="store_true", help="only aggregate the runs already made")
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--searchers: unknown {bad[0]!r}; use any of {', '.join(SEARCHERS)}")
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
         for name in names:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 path = out / "runs" / f"{name}-seed{seed}.json"
                 if path.exists() and json.loads(path.read_text())["budget"] >= args.budget:
                     continue

@@ -111,6 +111,8 @@ class KnownMetrics:
                 cols.append([self._arch_costs(a)[name] for a in archs])
             else:
                 raise SearchError(f"metric {name}: not a known metric (known: {', '.join(self.names)})")
+        if not cols:
+            return torch.zeros(len(archs), 0, dtype=torch.float64)
         return torch.tensor(cols, dtype=torch.float64).T.reshape(len(archs), len(names))
 
 

@@ -10,9 +10,11 @@ passed in (BoTorch's draws from torch's global generator happen inside
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import gpytorch
 import numpy as np
 import torch
 from botorch.models.deterministic import GenericDeterministicModel
@@ -156,8 +158,12 @@ class SearchSettings:
     n_mutations: int = 256
     max_anchors: int = 8
     local_search_starts: int = 3
-    local_search_steps: int = 5
+    local_search_steps: int = 20
+    local_search_anchors: int = 4
     chunk: int = 1024
+    #: from this many observations on, posterior covariances use GPyTorch's LOVE
+    #: (``fast_pred_var``): O(n) instead of O(n^2) per candidate
+    fast_pred_var_from: int = 400
 
 
 def optimize_discrete(
@@ -167,28 +173,32 @@ def optimize_discrete(
     *,
     starts: int,
     steps: int,
+    anchors: Sequence[Arch] = (),
 ) -> tuple[Arch, float, int]:
-    """Best arch under ``score``: score every candidate, then hill-climb from the ``starts`` best
-    over ``moves`` (one-step neighbours, already filtered) for at most ``steps`` moves each.
+    """Best arch under ``score``: score every candidate, then hill-climb (steepest ascent) over
+    ``moves`` (one-step neighbours, already filtered) from the ``starts`` best candidates and from
+    ``anchors`` (e.g. the observed Pareto set: not proposable themselves, so their first move is
+    always taken), for at most ``steps`` moves each; a climber stops when no move improves.
 
     Returns ``(arch, value, n_scored)``. Ties keep the earliest arch (deterministic)."""
     if not candidates:
         raise SearchError("mobo: no candidate to score (the feasible unused set is empty)")
     seen: dict[Arch, float] = dict(zip(candidates, score(candidates).tolist()))
     ranked = sorted(seen, key=lambda a: -seen[a])
-    climbers = ranked[: max(starts, 1)]
-    for _ in range(steps if starts > 0 else 0):
+    climbers = list(dict.fromkeys([*ranked[: max(starts, 0)], *anchors]))
+    value = lambda a: seen.get(a, -math.inf)  # noqa: E731  (anchors are not candidates)
+    for _ in range(steps):
+        if not climbers:
+            break
         around = {a: moves(a) for a in climbers}
         nbrs = list(dict.fromkeys(b for bs in around.values() for b in bs if b not in seen))
         if nbrs:
             seen.update(zip(nbrs, score(nbrs).tolist()))
         moved = []
         for a, bs in around.items():
-            best = max(bs, key=lambda b: seen[b], default=None)
-            if best is not None and seen[best] > seen[a]:
+            best = max(bs, key=value, default=None)
+            if best is not None and value(best) > value(a):
                 moved.append(best)
-        if not moved:
-            break
         climbers = list(dict.fromkeys(moved))
     best = max(seen, key=lambda a: seen[a])
     return best, seen[best], len(seen)
@@ -207,6 +217,7 @@ def propose(
     moves: Callable[[Arch], list[Arch]],
     register: Callable[[Sequence[Arch]], None],
     X_pending: Tensor | None,
+    anchors: Sequence[Arch] = (),
     q: int,
     seed: int,
     settings: SearchSettings,
@@ -230,7 +241,8 @@ def propose(
 
             def score(archs: Sequence[Arch]) -> Tensor:
                 register(archs)
-                return evaluate(acqf, encode(archs), chunk=settings.chunk)
+                with gpytorch.settings.fast_pred_var(X_baseline.shape[0] >= settings.fast_pred_var_from):
+                    return evaluate(acqf, encode(archs), chunk=settings.chunk)
 
             cands = [a for a in candidates if a not in picks]
             if not cands:
@@ -238,6 +250,7 @@ def propose(
             best, value, n = optimize_discrete(
                 score, cands, lambda a: [b for b in moves(a) if b not in picks],
                 starts=settings.local_search_starts, steps=settings.local_search_steps,
+                anchors=list(anchors)[: settings.local_search_anchors],
             )
         picks.append(best)
         info["n_scored"] += n

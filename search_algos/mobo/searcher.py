@@ -13,10 +13,13 @@ One ``suggest`` call:
    feasible candidate set (random archs + mutations and neighbours of the observed Pareto set,
    or the unused pool) and hill-climbing on the acquisition.
 
-Default ``n_initial`` is ``d + 1`` with ``d`` the number of latent genes that have a choice
-(24 for the built-in spaces): the smallest design that gives each ARD lengthscale a point to pin
-it down (the dimension-scaled prior does the rest), while leaving most of a NAS budget of a few
-hundred trainings to the model.
+Default ``n_initial`` is ``min(10, d + 1)`` with ``d`` the number of latent genes that have a
+choice (10 for the built-in spaces, whose ``d`` is 23). Not a multiple of ``d``, on evidence: with
+the dimension-scaled lengthscale prior the GP is usable with fewer points than dimensions, and on
+the DTLZ2 problem of ``benchmarks/search_efficiency.py`` (driven without Ray, one seed, HV w.r.t.
+(3, 3)) a 10-point design
+reached a hypervolume of 4.01 / 6.57 / 7.67 after 24 / 50 / 100 evaluations against 3.02 / 4.56 /
+7.08 with a 24-point design (``d + 1``): model-guided points beat space-filling ones early.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class MOBOSearcher(ArchSearcher):
         acquisition: ``"qlognehvi"`` (default), ``"qlogehvi"`` or ``"parego"``.
         batch_size: archs picked per acquisition optimisation (sequential greedy); the rest are
             queued for the next ``suggest`` calls.
-        n_initial: size of the Sobol initial design (default ``d + 1``; see the module doc).
+        n_initial: size of the Sobol initial design (default ``min(10, d + 1)``; see the module doc).
         candidates: pool mode (arch-table CSV or list of archs).
         warm_start: arch-table CSV of prior observations (reported objective columns required).
         max_concurrent: pending trials at most (Tune's ``max_concurrent_trials`` overrides it).
@@ -88,7 +91,7 @@ class MOBOSearcher(ArchSearcher):
         num_random: int = 256,
         num_mutations: int = 256,
         local_search_starts: int = 3,
-        local_search_steps: int = 5,
+        local_search_steps: int = 20,
         mc_samples: int = 128,
         surrogate_options: Mapping[str, Any] | None = None,
         ref_point: Mapping[str, float] | None = None,
@@ -124,7 +127,7 @@ class MOBOSearcher(ArchSearcher):
             raise SearchError(f"mobo torch_threads: must be an integer >= 1, got {torch_threads!r}")
         self.torch_threads = torch_threads
         d_eff = sum(len(v) > 1 for v in problem.space.latent_choices().values())
-        self.n_initial = d_eff + 1 if n_initial is None else n_initial
+        self.n_initial = min(10, d_eff + 1) if n_initial is None else n_initial
         self._queue: list[Arch] = []
         self._warm: dict[str, Any] | None = None  # hyperparameters of the last fit (plain lists)
         self._warm_n = -1  # observations the last fit saw
@@ -287,10 +290,10 @@ class MOBOSearcher(ArchSearcher):
         else:
             ref = None
         pool_set = set(self.pool) if self.pool is not None else None
+        anchors = pareto_anchors(archs, Ymax, feas, self.settings.max_anchors, self.rng)
         if self.pool is not None:
             cands = self._pool_left()
         else:
-            anchors = pareto_anchors(archs, Ymax, feas, self.settings.max_anchors, self.rng)
             cands = self._unused_feasible(generate_candidates(
                 space, self.rng, anchors=anchors, n_random=self.settings.n_random,
                 n_mutations=self.settings.n_mutations))
@@ -314,7 +317,7 @@ class MOBOSearcher(ArchSearcher):
             encode=p.encode, model=self._model, layout=self._layout(), acquisition=self.acquisition,
             X_baseline=p.encode(archs), Y_baseline_max=Ymax if feas is None else Ymax[feas], ref_point=ref,
             candidates=cands, moves=moves, register=self._register,
-            X_pending=p.encode(pending) if pending else None, q=q, seed=self._draw_seed(),
+            X_pending=p.encode(pending) if pending else None, anchors=anchors, q=q, seed=self._draw_seed(),
             settings=self.settings, mc_samples=self.mc_samples,
         )
         t3 = time.perf_counter()

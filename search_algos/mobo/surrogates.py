@@ -43,6 +43,32 @@ _GP_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
 
 
 # ----------------------------------------------------------------------------- GP
+def _gp(X: Tensor, Y: Tensor) -> SingleTaskGP:
+    d, m = X.shape[-1], Y.shape[-1]
+    bounds = torch.stack([torch.zeros(d, dtype=X.dtype), torch.ones(d, dtype=X.dtype)])
+    covar = get_covar_module_with_dim_scaled_prior(
+        ard_num_dims=d, batch_shape=torch.Size([m]) if m > 1 else torch.Size(), use_rbf_kernel=False
+    )
+    return SingleTaskGP(X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds),
+                        outcome_transform=Standardize(m))
+
+
+def _load_hypers(model: SingleTaskGP, hypers: Mapping[str, Any]) -> bool:
+    sd = model.state_dict()
+    load = {}
+    for k, v in hypers.items():
+        if k in sd:
+            t = torch.as_tensor(v, dtype=sd[k].dtype)
+            if t.shape == sd[k].shape:
+                load[k] = t
+    model.load_state_dict(load, strict=False)
+    return bool(load)
+
+
+def _hypers(model: SingleTaskGP) -> dict[str, Any]:
+    return {k: v.detach().tolist() for k, v in model.named_parameters() if k.startswith(_GP_WARM_PREFIXES)}
+
+
 def fit_gp(
     X: Tensor,
     Y: Tensor,
@@ -52,40 +78,36 @@ def fit_gp(
     refit: bool = True,
     maxiter: int = 200,
     warm_maxiter: int = 50,
+    max_fit_points: int = 400,
 ) -> tuple[Model, dict[str, Any]]:
     """``SingleTaskGP`` on ``(X (n, d), Y (n, m))``; returns the model and its hyperparameters.
 
     L-BFGS-B runs at most ``maxiter`` iterations from the prior's mode, or ``warm_maxiter`` from
-    the previous fit's hyperparameters (a few new points move the optimum little)."""
+    the previous fit's hyperparameters (a few new points move the optimum little). Above
+    ``max_fit_points`` observations the hyperparameters are fitted on a random subset of that
+    size (drawn from ``seed``) and the model then conditions on all the data with them: the
+    marginal likelihood of a few hundred points pins the hyperparameters down, and each
+    L-BFGS step on ``n`` points costs O(n^3)."""
     X, Y = X.to(torch.float64), Y.to(torch.float64)
-    n, d = X.shape
-    m = Y.shape[-1]
-    bounds = torch.stack([torch.zeros(d, dtype=X.dtype), torch.ones(d, dtype=X.dtype)])
-    covar = get_covar_module_with_dim_scaled_prior(
-        ard_num_dims=d, batch_shape=torch.Size([m]) if m > 1 else torch.Size(), use_rbf_kernel=False
-    )
-    model = SingleTaskGP(
-        X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds), outcome_transform=Standardize(m)
-    )
-    warm_loaded = False
-    if warm:
-        sd = model.state_dict()
-        load = {}
-        for k, v in warm.items():
-            t = torch.as_tensor(v, dtype=sd[k].dtype) if k in sd else None
-            if t is not None and t.shape == sd[k].shape:
-                load[k] = t
-        model.load_state_dict(load, strict=False)
-        warm_loaded = bool(load)
+    n = X.shape[0]
+    model = _gp(X, Y)
+    warm_loaded = _load_hypers(model, warm) if warm else False
     if refit or not warm_loaded:
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        target = model
+        if n > max_fit_points:
+            idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_fit_points].sort().values
+            target = _gp(X[idx], Y[idx])
+            if warm_loaded:
+                _load_hypers(target, warm)
+        mll = ExactMarginalLogLikelihood(target.likelihood, target)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             iters = warm_maxiter if warm_loaded else maxiter
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": int(iters)}})
+        if target is not model:
+            _load_hypers(model, _hypers(target))
     model.eval()
-    state = {k: v.detach().tolist() for k, v in model.named_parameters() if k.startswith(_GP_WARM_PREFIXES)}
-    return model, state
+    return model, _hypers(model)
 
 
 # ----------------------------------------------------------------------------- rank ensemble

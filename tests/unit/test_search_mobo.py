@@ -94,9 +94,12 @@ def test_known_objectives_enter_as_exact_deterministic_model():
 
 
 def test_reference_point_from_data_and_declared_bounds():
-    Y = torch.tensor([[0.9, -300.0], [0.7, -100.0], [0.6, -400.0]], dtype=torch.float64)
+    Y = torch.tensor([[0.9, -300.0], [0.7, -100.0], [0.6, -400.0], [0.5, -500.0]], dtype=torch.float64)
     inferred = reference_point(Y)
-    assert torch.allclose(inferred, infer_reference_point(Y[is_non_dominated(Y)]))
+    # the nadir of all the data (not of the front {0.9, 0.7}): a new extreme point gains volume
+    assert torch.allclose(inferred, infer_reference_point(Y))
+    assert bool((inferred < Y[is_non_dominated(Y)].min(0).values).all())
+    assert float(inferred[1]) < -500.0
     objs = get_objectives(["val_accuracy", "params_k"])
     bounds = declared_bounds(objs, parse_constraints(["params_k <= 250", "params_k >= 10"]))
     assert math.isnan(float(bounds[0])) and float(bounds[1]) == -250.0  # only the upper bound bounds a min objective
