@@ -17,8 +17,7 @@ Default ``n_initial`` is ``min(10, d + 1)`` with ``d`` the number of latent gene
 choice (10 for the built-in spaces, whose ``d`` is 23). Not a multiple of ``d``, on evidence: with
 the dimension-scaled lengthscale prior the GP is usable with fewer points than dimensions, and on
 the DTLZ2 problem of ``benchmarks/search_efficiency.py`` (driven without Ray, one seed, HV w.r.t.
-(3, 3)) a 10-point design
-reached a hypervolume of 4.01 / 6.57 / 7.67 after 24 / 50 / 100 evaluations against 3.02 / 4.56 /
+(3, 3)) a 10-point design reached a hypervolume of 4.01 / 6.57 / 7.67 after 24 / 50 / 100 evaluations against 3.02 / 4.56 /
 7.08 with a 24-point design (``d + 1``): model-guided points beat space-filling ones early.
 """
 from __future__ import annotations
