@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,14 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared: 1 by default)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="also keep the rows of this earlier output for searchers not measured now")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    names = [x for x in args.searchers.split(",") if x]
     rows = []
+    if args.merge is not None:
+        import json
+
+        rows = [r for r in json.loads(args.merge.read_text())["rows"] if r["searcher"] not in names]
     for n in [int(x) for x in args.sizes.split(",")]:
-        for name in args.searchers.split(","):
+        for name in names:
             row = measure(name, n, args.repeats, args.seed)
             rows.append(row)
             extra = ""
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
            "torch_threads": args.threads, "cpu_count": os.cpu_count(), "loadavg_at_end": list(load), "rows": rows,
            "targets": {"mobo_p95_at_200_lt_s": 2.0, "mobo_p95_at_1000_lt_s": 10.0,
                        "mobo_median_le_optuna_gp_median": True}}
+    rows.sort(key=lambda r: (r["observations"], SEARCHERS.index(r["searcher"])))
     atomic_write_json(args.out, doc)
     print()
     print("| searcher | obs | median s | p95 s | median CPU s | p95 CPU s | first call s | fit s | candidates s "
