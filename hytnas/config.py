@@ -44,6 +44,7 @@ from hytnas.objectives import (
     get_objectives,
     parse_constraint,
 )
+from hytnas.utils import read_yaml
 
 #: Where ``load_experiment("quickstart")`` looks for shipped configs (a source checkout).
 BUILTIN_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -478,14 +479,7 @@ def resolve_config_path(path: str | os.PathLike[str]) -> Path:
 def load_experiment(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read an experiment YAML file (or a shipped config by name), apply ``--set`` overrides, validate."""
     p = resolve_config_path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config {p}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {p}{where}: not valid YAML") from None
+    data = read_yaml(p, "config", ConfigError)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -36,7 +36,7 @@ from hytnas.space import GENES, Space
 
 #: Metric columns of the trial tables (after the 23 genes), in this order.
 METRIC_COLUMNS = (
-    "val_accuracy", "test_accuracy", "val_loss", "latency_ms", "params_k", "macs_m",
+    "val_accuracy", "test_accuracy", "val_loss", "latency_ms", "host_latency_ms", "params_k", "macs_m",
     "peak_sram_kb", "peak_sram_fp32_kb", "model_size_kb", "model_size_fp32_kb", "epoch",
 )
 #: Text/flag columns of the trial tables (after the metrics).

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic JSON/CSV writes."""
+"""Small shared helpers: atomic JSON/CSV writes, YAML files read with one-line errors."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -26,3 +28,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_yaml(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """The parsed YAML of ``path``; an unreadable file or invalid YAML raises ``error`` with one
+    line naming ``what`` (e.g. ``"config"``), the path and, for a syntax error, the line."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{what} {path}{where}: not valid YAML") from None

@@ -232,10 +232,7 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     Unlike a search, the Tuner reuses its trial actors (``reuse_actors=True``): a build runs
     hundreds of short trials, and a fresh worker process per trial (importing torch and
     Lightning again) costs more than the training on a loaded 2-core machine."""
-    from ray import tune
-
-    from hytnas.search import (CONFIG_FILE, TUNE_DIR, make_callbacks, make_scheduler, make_searcher, make_trainable,
-                               preflight)
+    from hytnas.search import CONFIG_FILE, build_tuner, preflight
     from hytnas.utils import atomic_write_text
 
     storage = Path(cfg.experiment.storage_path)
@@ -251,21 +248,7 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     try:
         exp.storage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(exp.storage_dir / CONFIG_FILE, exp.to_yaml())
-        first = exp.get_objectives()[0]
-        tuner = tune.Tuner(
-            make_trainable(exp),
-            tune_config=tune.TuneConfig(
-                metric=first.name, mode=first.sense, scheduler=make_scheduler(exp),
-                search_alg=make_searcher(exp, plan.space, plan.num_classes, plan.in_channels),
-                num_samples=len(batch), max_concurrent_trials=exp.budget.max_concurrent_trials, reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(exp.storage_dir),
-                callbacks=[*make_callbacks(exp, plan.space, quiet=True), recorder],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=0), verbose=0,
-            ),
-        )
+        tuner = build_tuner(exp, plan=plan, callbacks=[recorder], quiet=True)
         tuner.fit()
     finally:
         if started:

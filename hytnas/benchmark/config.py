@@ -17,11 +17,11 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hytnas.config import ExperimentConfig, _error_line, apply_overrides, parse_experiment
 from hytnas.errors import ConfigError
+from hytnas.utils import read_yaml
 
 BUILD_CONFIG_VERSION = 1
 _OWNED_BY_BUILD = ("search", "budget", "scheduler")
@@ -107,14 +107,7 @@ def load_build_config(path: str | os.PathLike[str], overrides: Sequence[str] = (
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config {p}: file not found")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"config {p}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {p}{where}: not valid YAML") from None
+    data = read_yaml(p, "config", ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"config {p}: must be a mapping with the sections benchmark and experiment")
     return parse_build_config(apply_overrides(data, overrides), source=str(p))

@@ -22,11 +22,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hytnas.errors import HardwareError
 from hytnas.objectives import Constraint
+from hytnas.utils import read_yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 KINDS = ("host", "cpu", "gpu", "mcu")
@@ -163,14 +163,7 @@ def profile_from_dict(data: Mapping[str, Any], source: str | None = None) -> Dev
 
 def load_profile(path: str | Path) -> DeviceProfile:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise HardwareError(f"device profile {path}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise HardwareError(f"device profile {path}{where}: not valid YAML") from None
+    data = read_yaml(path, "device profile", HardwareError)
     return profile_from_dict(data, source=str(path.resolve()))
 
 

@@ -34,11 +34,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hytnas.errors import SpaceError
 from hytnas.models.config import ArchCfg, BlockCfg, largest_pow2_le
+from hytnas.utils import read_yaml
 
 GENES: tuple[str, ...] = (
     "n2", "t3", "t4", "t5",
@@ -488,14 +488,7 @@ def builtin_spaces() -> list[str]:
 
 def load_space_yaml(path: str | Path) -> Space:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpaceError(f"space file {path}: cannot be read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise SpaceError(f"space file {path}{where}: not valid YAML") from None
+    data = read_yaml(path, "space file", SpaceError)
     if not isinstance(data, dict):
         raise SpaceError(f"space file {path}: must be a mapping with name, choices and width")
     try:
