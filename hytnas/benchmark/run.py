@@ -16,6 +16,12 @@ reference point, true HV, ...), ``curves.png`` (mean +- std of HV / true HV acro
 ``summary.csv`` and ``summary.md`` (per searcher: HV / true HV at 50/100/200/500 evaluations,
 mean +- std over seeds; evaluations to reach 95 % and 99 % of the true HV, median over seeds and
 how many seeds got there).
+
+Every finished run is also written on its own (``<a>-vs-<b>/runs/<searcher>-seed<k>.json``, with
+the table's SHA-256, problem and budget). A run whose file matches is kept, not run again, so an
+interrupted benchmark continues where it stopped, and several invocations with different
+``--searchers`` (e.g. in parallel) fill one folder: the curves and the summary cover every
+matching run in it.
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ from hytnas.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-SEARCHERS = ("mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
+SEARCHERS = ("mobo", "mobo-rank_ensemble", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
 PROBLEMS = ("table", "surrogate")
 MILESTONES = (50, 100, 200, 500)
 TARGETS = (0.95, 0.99)
@@ -100,6 +106,8 @@ def make_searcher(name: str, table: BenchmarkTable, objectives: Sequence[Objecti
     from search_algos import make_search_alg
 
     opts = dict(options or {})
+    if name == "mobo-rank_ensemble":  # the paper's surrogate: MOBO with the rank-preserving MLP ensemble
+        name, opts = "mobo", {**opts, "surrogate": "rank_ensemble"}
     if pool:
         opts["candidates"] = list(table.archs)
     return make_search_alg(name, space=table.space, objectives=objectives, seed=seed, max_concurrent=1,
@@ -185,21 +193,31 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
     tf = true_front(table.Y(objectives), objectives)
     tag = "-vs-".join(o.name for o in objectives)
     pdir = out / tag
-    runs: dict[str, dict[str, Any]] = {}
+    rdir = pdir / "runs"
+    key = {"problem": spec.problem, "table_sha256": table_sha256(table.path), "budget": spec.budget}
     for name in spec.searchers:
-        runs[name] = {}
         for seed in range(spec.seeds):
+            path = rdir / f"{name}-seed{seed}.json"
+            if _matching_run(path, key) is not None:
+                log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: kept {path}")
+                continue
             t0 = time.monotonic()
             searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
                                      options=(spec.searcher_options or {}).get(name))
             results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
             curve = curve_of(results, objectives, tf.ref_point, spec.budget)
-            runs[name][str(seed)] = {
-                "curve": curve, "evaluations": len(results), "wall_s": time.monotonic() - t0,
-                "arch_ids": [r.get("arch_id") for r in results],
-            }
+            atomic_write_json(path, {**key, "searcher": name, "seed": seed, "curve": curve,
+                                     "evaluations": len(results), "wall_s": time.monotonic() - t0,
+                                     "arch_ids": [r.get("arch_id") for r in results]})
             log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: {len(results)} evaluations, "
                 f"final HV {curve[-1] / tf.hypervolume:.4f} of the true front, {time.monotonic() - t0:.0f} s")
+    runs: dict[str, dict[str, Any]] = {}
+    for name in SEARCHERS:  # every matching run in the folder, in the canonical searcher order
+        for path in sorted(rdir.glob(f"{name}-seed*.json"), key=lambda p: int(p.stem.rsplit("seed", 1)[1])):
+            run = _matching_run(path, key)
+            if run is not None:
+                runs.setdefault(name, {})[str(run["seed"])] = {k: run[k] for k in
+                                                               ("curve", "evaluations", "wall_s", "arch_ids")}
     doc = {
         "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
         "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
@@ -207,7 +225,8 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
             "botorch infer_reference_point(all table rows, scale=0.1): worst - 0.1 * (best - worst) per objective "
             "over the whole table, in the maximised space",
         "true_hypervolume": tf.hypervolume, "true_front_size": len(tf.pareto_rows),
-        "table_rows": len(table), "budget": spec.budget, "seeds": spec.seeds, "runs": runs,
+        "table_rows": len(table), "table_sha256": key["table_sha256"], "budget": spec.budget,
+        "seeds": max((len(v) for v in runs.values()), default=0), "runs": runs,
     }
     atomic_write_json(pdir / "curves.json", doc)
     rows = summarize(doc)
@@ -216,6 +235,24 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
     log(f"benchmark run [{spec.problem} {tag}] wrote {pdir}/curves.json, curves.png, summary.md\n"
         + format_summary(rows, doc))
     return {"true_hypervolume": tf.hypervolume, "ref_point": doc["ref_point"], "rows": rows}
+
+
+def table_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the table file: runs on another table are never mixed into a summary."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _matching_run(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The run stored at ``path`` when it was made with ``key`` (problem, table, budget), else None."""
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(run, dict) or any(run.get(k) != v for k, v in key.items()):
+        return None
+    return run
 
 
 def _init_ray() -> bool:

@@ -114,6 +114,13 @@ def test_replay_on_the_table_reaches_the_exact_true_front(built, tmp_path):
         assert all(b >= a for a, b in zip(run["curve"], run["curve"][1:]))
     assert (out / "val_accuracy-vs-latency_ms" / "curves.png").stat().st_size > 0
     assert "| random |" in (out / "val_accuracy-vs-latency_ms" / "summary.md").read_text()
+    # a second call keeps the finished runs (no Tune run) and its summary still covers every run in the folder
+    lines: list[str] = []
+    run_benchmark(RunSpec(problem="table", table=second.table, searchers=("random",), budget=3, seeds=1,
+                          pairs=(("val_accuracy", "latency_ms"),), out=out), log=lines.append)
+    assert any("random seed 0: kept" in line for line in lines)
+    again = json.loads((out / "val_accuracy-vs-latency_ms" / "curves.json").read_text())
+    assert again["runs"] == doc["runs"]
 
 
 def test_replay_on_the_surrogate(built, tmp_path):
