@@ -50,6 +50,18 @@ def test_summary_milestones_and_targets():
     assert "| a | 0.6000 ± 0.4950 | 0.6250 ± 0.5303 | 50 (1/2) | 60 (1/2) |" in text
 
 
+def test_summary_counts_the_true_pareto_archs_found():
+    ids = [f"x{i}" for i in range(120)]
+    doc = {"true_hypervolume": 1.0, "budget": 120, "seeds": 2, "true_front_arch_ids": ["x3", "x70", "x110", "y"],
+           "runs": {"s": {"0": {"curve": [1.0] * 120, "arch_ids": ids},
+                          "1": {"curve": [1.0] * 120, "arch_ids": list(reversed(ids))}}}}
+    (row,) = summarize(doc)
+    assert row["front_found@50"] == pytest.approx((1 / 4 + 2 / 4) / 2)  # x3 | x110, x70 (x119..x70)
+    assert row["front_found@100"] == pytest.approx((2 / 4 + 2 / 4) / 2)  # x3, x70 | x110, x70
+    assert "| true front found @50 | true front found @100 |" in format_summary([row], doc)
+    assert format_summary([row], doc).rstrip().endswith("| 38% | 50% |")
+
+
 def test_curve_of_a_whole_table_ends_at_the_true_hypervolume(tmp_path):
     _, rows = make_table(tmp_path / "t.csv.gz", n=20, seed=4)
     Y = torch.tensor([[r["val_accuracy"], r["latency_ms"]] for r in rows], dtype=torch.float64)
