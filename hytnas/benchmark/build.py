@@ -249,6 +249,9 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
         exp.storage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(exp.storage_dir / CONFIG_FILE, exp.to_yaml())
         tuner = build_tuner(exp, plan=plan, callbacks=[recorder], quiet=True)
+        # trial loggers are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): the recorder is the record, so the
+        # ResultGrid's complaint about missing result.json files is noise
+        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         tuner.fit()
     finally:
         if started:
