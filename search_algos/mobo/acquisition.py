@@ -109,7 +109,7 @@ def build_acquisition(
     ref_point: Tensor | None,
     Y_baseline_max: Tensor | None = None,
     X_pending: Tensor | None = None,
-    mc_samples: int = 128,
+    mc_samples: int = 64,
     seed: int = 0,
 ) -> AcquisitionFunction:
     """The acquisition function ``name`` (:data:`ACQUISITIONS`) for ``model`` (see module doc).

@@ -158,7 +158,7 @@ class SearchSettings:
     n_mutations: int = 256
     max_anchors: int = 8
     local_search_starts: int = 3
-    local_search_steps: int = 20
+    local_search_steps: int = 5
     local_search_anchors: int = 4
     chunk: int = 1024
     #: from this many observations on, posterior covariances use GPyTorch's LOVE
@@ -221,7 +221,7 @@ def propose(
     q: int,
     seed: int,
     settings: SearchSettings,
-    mc_samples: int = 128,
+    mc_samples: int = 64,
 ) -> tuple[list[Arch], dict[str, float]]:
     """``q`` archs by sequential greedy selection: each pick is added to ``X_pending`` before the
     next acquisition is built. ``encode(archs)`` is ``Space.encode`` (possibly cached);
