@@ -165,7 +165,7 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str
     """Run every searcher x seed for every objective pair; write the files; return the summaries."""
     spec.check()
     table = BenchmarkTable.load(spec.table)
-    out = Path(spec.out)
+    out = Path(spec.out).resolve()  # Ray Tune needs an absolute storage path
     out.mkdir(parents=True, exist_ok=True)
     if spec.problem == "table":
         from trainables.lookup import make_lookup_trainable
