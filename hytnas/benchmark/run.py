@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
             t0 = time.monotonic()
             searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
                                      options=(spec.searcher_options or {}).get(name))
+            shutil.rmtree(pdir / "ray" / f"{name}-seed{seed}", ignore_errors=True)  # Tune's scratch of an interrupted try
             results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
             curve = curve_of(results, objectives, tf.ref_point, spec.budget)
             atomic_write_json(path, {**key, "searcher": name, "seed": seed, "curve": curve,
