@@ -308,11 +308,11 @@ def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarize` rows."""
     ms = milestones(doc["budget"])
     fronts = [m for m in FRONT_AT if any(f"front_found@{m}" in r for r in rows)]
-    head = (["searcher"] + [f"HV@{m}" for m in ms] + [f"evals to {round(t * 100)}%" for t in TARGETS]
+    head = (["searcher", "seeds"] + [f"HV@{m}" for m in ms] + [f"evals to {round(t * 100)}%" for t in TARGETS]
             + [f"true front found @{m}" for m in fronts])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["searcher"]]
+        cells = [r["searcher"], str(r["seeds"])]
         for m in ms:
             v, s = r.get(f"hv@{m}", math.nan), r.get(f"hv@{m}_std", math.nan)
             cells.append("n/a" if math.isnan(v) else f"{v:.4f} ± {s:.4f}")
@@ -334,7 +334,7 @@ def _write_summary(pdir: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) 
     text = (f"# {doc['problem']}: {' vs '.join(doc['objectives'])}\n\n"
             f"table {doc['table']} ({doc['table_rows']} archs); true-front HV {doc['true_hypervolume']:.6g} "
             f"({doc['true_front_size']} Pareto archs); reference point {ref} ({doc['ref_point_derivation']}).\n"
-            f"HV values are fractions of the true-front HV (mean ± std over {doc['seeds']} seeds); "
+            "HV values are fractions of the true-front HV (mean ± std over each searcher's seeds); "
             f"evaluations to a target: median over the seeds that reached it (reached/seeds); true front found @m: "
             f"the fraction of the true Pareto archs among the first m evaluations (mean over seeds).\n\n"
             + format_summary(rows, doc) + "\n")

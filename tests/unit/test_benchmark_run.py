@@ -46,8 +46,8 @@ def test_summary_milestones_and_targets():
     assert "hv@100" not in rows["a"]
     assert rows["b"]["evals_to_95%"] == 1 and rows["b"]["hv@50_std"] == 0.0
     text = format_summary(list(rows.values()), doc)
-    assert "| searcher | HV@50 | HV@60 | evals to 95% | evals to 99% |" in text
-    assert "| a | 0.6000 ± 0.4950 | 0.6250 ± 0.5303 | 50 (1/2) | 60 (1/2) |" in text
+    assert "| searcher | seeds | HV@50 | HV@60 | evals to 95% | evals to 99% |" in text
+    assert "| a | 2 | 0.6000 ± 0.4950 | 0.6250 ± 0.5303 | 50 (1/2) | 60 (1/2) |" in text
 
 
 def test_summary_counts_the_true_pareto_archs_found():
