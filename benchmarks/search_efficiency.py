@@ -151,33 +151,17 @@ def make_searcher(name: str, problem: Problem, seed: int):
 
 
 def run_one(name: str, problem: Problem, seed: int, budget: int, storage: Path) -> dict[str, Any]:
-    from ray import tune
-    from ray.tune import Callback
+    """One Tune run of ``name`` on ``problem`` (the Tuner and the completion record of
+    ``hytnas benchmark run``), with the time of every suggestion."""
+    from hytnas.benchmark.run import run_one as tune_run
 
-    class Completions(Callback):
-        def __init__(self) -> None:
-            self.results: list[dict[str, Any]] = []
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.results.append(dict(trial.last_result or {}))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.results.append({"error": True})
-
-    rec = Completions()
     _SUGGEST_TIMES.clear()
     t0 = time.monotonic()
-    tuner = tune.Tuner(
-        problem.trainable,
-        tune_config=tune.TuneConfig(search_alg=timed(make_searcher(name, problem, seed)), num_samples=budget,
-                                    max_concurrent_trials=1, reuse_actors=True),
-        run_config=tune.RunConfig(name=f"{name}-seed{seed}", storage_path=str(storage), callbacks=[rec], verbose=0,
-                                  log_to_file=False),
-    )
-    tuner.fit()
+    results = tune_run(problem.trainable, timed(make_searcher(name, problem, seed)), budget, storage,
+                       f"{name}-seed{seed}")
     Y = [[float(r[o.name]) for o in problem.objectives] if r.get("done") and all(o.name in r for o in problem.objectives)
-         else None for r in rec.results]
-    return {"searcher": name, "seed": seed, "budget": budget, "Y": Y, "arch_ids": [r.get("arch_id") for r in rec.results],
+         else None for r in results]
+    return {"searcher": name, "seed": seed, "budget": budget, "Y": Y, "arch_ids": [r.get("arch_id") for r in results],
             "suggest_s": list(_SUGGEST_TIMES), "wall_s": time.monotonic() - t0}
 
 
