@@ -1,4 +1,5 @@
-"""Measured batch-1 CPU latency of a built model."""
+"""Measured batch-1 latency of a built model, on the device of its parameters (CPU, or CUDA with
+``torch.cuda.synchronize()`` after the warm-up and after every timed pass)."""
 from __future__ import annotations
 
 import time

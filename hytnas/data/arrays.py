@@ -64,14 +64,15 @@ class ArrayDataModule(ImageDataModule):
         raise NotImplementedError
 
     def _to_stored(self, x: np.ndarray) -> np.ndarray:
-        """Convert channels (RGB asked as grey) and resize once when it fits the memory limit."""
-        from torchvision.transforms.v2 import functional as TF
-
+        """Convert channels (RGB asked as grey) and resize once when it fits the memory limit
+        (torchvision is imported only then: images already at the input size do not need it)."""
         s, c = self.input_size, self.stored_channels()
         need_grey = x.shape[1] == 3 and c == 1
         need_resize = x.shape[2:] != (s, s) and x.shape[0] * c * s * s <= self.memory_limit_mb * 2**20
         if not (need_grey or need_resize):
             return x
+        from torchvision.transforms.v2 import functional as TF
+
         out = []
         for chunk in torch.from_numpy(x).split(4096):
             if need_grey:
