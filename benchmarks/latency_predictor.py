@@ -1,8 +1,10 @@
-"""Host latency predictors: profile each built-in space on this machine (per-unit LUT + N archs
-timed end to end), then train every predictor on ``--n-train`` archs and test on the rest.
+"""Latency predictors: profile each built-in space on this machine (per-unit LUT + N archs
+timed end to end) on the CPU (``--torch-device cpu``, default) or a CUDA GPU
+(``--torch-device cuda``), then train every predictor on ``--n-train`` archs and test on the rest.
 
     .venv/bin/python benchmarks/latency_predictor.py                                  # full run
     .venv/bin/python benchmarks/latency_predictor.py --spaces hytnas-tiny --n-archs 60 --n-train 30  # quick
+    python3 benchmarks/latency_predictor.py --torch-device cuda --runs 5              # on a GPU
 
 Per space it reports: the number of distinct units and the LUT profiling time; the timing noise
 (per-arch IQR / median over the timed runs, and the drift of re-timing ``--repeat`` archs at
@@ -15,9 +17,15 @@ processes; what a dedicated device would show).
 Writes: benchmarks/results/latency_predictor.json, benchmarks/data/host-latency-<space>.csv (the
 end-to-end latencies, arch-table format, reusable with `hytnas predictor eval`), and the profile
 folders benchmarks/data/host-profile-<space>/ (lut.json, validation.csv; an interrupted run
-continues from them). Targets: best predictor >= 95 % within +-10 % and Kendall tau >= 0.9;
-LUT profiling <= 20 min per space. Timings use 1 torch thread; on a shared machine they are
-noisy, and the noise bounds what any predictor can reach: compare with the drift column.
+continues from them). With ``--torch-device cuda`` the defaults are
+benchmarks/results/latency_predictor_cuda.json, gpu-latency-<space>.csv and gpu-profile-<space>/,
+so a GPU run never overwrites (or continues) a CPU one. The results file is also written after
+each space (``"complete": false`` until the last), so a run cut short keeps the spaces it
+finished. Targets: best predictor >= 95 % within +-10 % and Kendall tau >= 0.9; LUT profiling
+<= 20 min per space. CPU timings use ``--threads`` torch threads (default 1, as one trial per
+CPU); on a shared machine they are noisy, and the noise bounds what any predictor can reach:
+compare with the drift column. CUDA timings are batch-1 forwards with ``torch.cuda.synchronize``
+after each (``hytnas.costs.measure_latency``): for these tiny models mostly kernel-launch time.
 """
 from __future__ import annotations
 
@@ -43,6 +51,7 @@ from hytnas.utils import atomic_write_json
 
 ROOT = Path(__file__).parent
 RESULTS = ROOT / "results" / "latency_predictor.json"
+RESULTS_CUDA = ROOT / "results" / "latency_predictor_cuda.json"
 TARGET_WITHIN_10, TARGET_TAU, TARGET_LUT_S = 0.95, 0.9, 20 * 60
 
 
@@ -50,15 +59,28 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _prefix(args: argparse.Namespace) -> str:
+    """File-name prefix of the data files: ``host`` (CPU) or ``gpu`` (CUDA)."""
+    return "gpu" if args.torch_device == "cuda" else "host"
+
+
+def device_name(torch_device: str) -> str:
+    """What the profile records as the device: the GPU's name, or the host's."""
+    if torch_device == "cuda":
+        return f"{torch.cuda.get_device_name()} ({platform.node() or 'this machine'})"
+    return f"host ({platform.node() or 'this machine'})"
+
+
 def bench_space(name: str, args: argparse.Namespace) -> dict:
     space = get_space(name)
-    work = args.data_dir / f"host-profile-{name}"
-    settings = ProfileSettings(input_size=space.input_size, num_classes=args.num_classes, threads=1, runs=args.runs,
-                               warmup=args.warmup, n_validate=args.n_archs, validate_runs=args.validate_runs,
-                               validate_warmup=5, coverage=args.lut, sample=args.lut_sample, seed=args.seed,
+    work = args.data_dir / f"{_prefix(args)}-profile-{name}"
+    settings = ProfileSettings(input_size=space.input_size, num_classes=args.num_classes, threads=args.threads,
+                               runs=args.runs, warmup=args.warmup, n_validate=args.n_archs,
+                               validate_runs=args.validate_runs, validate_warmup=5, coverage=args.lut,
+                               sample=args.lut_sample, seed=args.seed, torch_device=args.torch_device,
                                statistic="min")
     _log(f"== {name}: profiling into {work}")
-    res = run_profile(space, work, settings, device_name=f"host ({platform.node() or 'this machine'})",
+    res = run_profile(space, work, settings, device_name=device_name(args.torch_device),
                       report=None if args.quiet else (lambda m: _log(f"  {m}")))
     lut_meta = _read_meta(work)
     # LUT time: this call's, or (resumed run) the recorded one
@@ -67,7 +89,7 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
         _record_lut_seconds(work, lut_s)
     archs, df = read_arch_table(res.validation_path, space,
                                 metrics=("latency_ms", "latency_median_ms", "latency_min_ms", "latency_iqr_ms"))
-    csv = args.data_dir / f"host-latency-{name}.csv"
+    csv = args.data_dir / f"{_prefix(args)}-latency-{name}.csv"
     shutil.copyfile(res.validation_path, csv)
     rel_iqr = df["latency_iqr_ms"].to_numpy(float) / df["latency_median_ms"].to_numpy(float)
     drift = _redrift(space, archs[: args.repeat], df.iloc[: args.repeat], settings) if args.repeat else None
@@ -103,7 +125,8 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
                 "within_10": best["within_10"] >= TARGET_WITHIN_10, "kendall_tau": best["kendall_tau"] >= TARGET_TAU},
         }
     return {
-        "space": name, "input_size": space.input_size, "n_units": res.n_units, "lut_coverage": args.lut,
+        "space": name, "input_size": space.input_size, "torch_device": args.torch_device, "threads": args.threads,
+        "n_units": res.n_units, "lut_coverage": args.lut,
         "lut_profile_s": None if lut_s is None else round(lut_s, 1), "unit_runs": args.runs,
         "lut_profile_met": lut_s is not None and lut_s <= TARGET_LUT_S,
         "n_archs": len(archs), "n_train": len(tr), "n_test": len(te), "validate_runs": args.validate_runs,
@@ -127,10 +150,11 @@ def _record_lut_seconds(work: Path, seconds: float) -> None:
 
 def _redrift(space, archs, first, settings) -> dict:
     """Re-time archs at the end: ``|new - old| / old`` per statistic (what a second measurement
-    of the same arch disagrees by: the floor under any predictor's error)."""
+    of the same arch disagrees by: the floor under any predictor's error), on the profile's device."""
     rel: dict[str, list[float]] = {"median": [], "min": []}
     for a, (_, old) in zip(archs, first.iterrows()):
         m = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
+        m = m.to(settings.torch_device)
         r = measure_latency(m, settings.input_size, settings.in_channels, threads=settings.threads,
                             runs=settings.validate_runs, warmup=5)
         rel["median"].append(abs(r.median_ms - old["latency_median_ms"]) / old["latency_median_ms"])
@@ -143,7 +167,7 @@ def _print(results: list[dict]) -> None:
     for r in results:
         lut = "n/a" if r["lut_profile_s"] is None else f"{r['lut_profile_s'] / 60:.1f} min"
         noise = r["noise_iqr_over_median"]
-        print(f"\n{r['space']} ({r['input_size']} px): {r['n_units']} units ({r['lut_coverage']}), LUT profiling {lut} "
+        print(f"\n{r['space']} ({r['input_size']} px, {r['torch_device']}): {r['n_units']} units ({r['lut_coverage']}), LUT profiling {lut} "
               f"({'met' if r['lut_profile_met'] else 'MISSED'}: <= 20 min); {r['n_archs']} archs timed x "
               f"{r['validate_runs']} runs; per-arch noise IQR/median: median {100 * noise['median']:.1f} %, "
               f"p90 {100 * noise['p90']:.1f} %")
@@ -180,30 +204,53 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeat", type=int, default=30, help="archs re-timed at the end to measure drift (default 30)")
     ap.add_argument("--num-classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
+                    help="where units and archs are timed (default cpu)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads while timing (default 1)")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results json (default benchmarks/results/latency_predictor.json, "
+                         "latency_predictor_cuda.json with --torch-device cuda)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not 2 <= args.n_train <= args.n_archs - 2:
         ap.error(f"--n-train must be between 2 and --n-archs - 2 ({args.n_archs - 2})")
+    if args.threads < 1:
+        ap.error("--threads must be >= 1")
+    if args.torch_device == "cuda" and not torch.cuda.is_available():
+        print("latency_predictor: --torch-device cuda but torch.cuda.is_available() is False (no CUDA device or a "
+              "CPU-only torch build); use --torch-device cpu", file=sys.stderr)
+        sys.exit(2)
+    if args.out is None:
+        args.out = RESULTS_CUDA if args.torch_device == "cuda" else RESULTS
     args.data_dir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    results = [bench_space(s.strip(), args) for s in args.spaces.split(",") if s.strip()]
+    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    results: list[dict] = []
+    for name in spaces:
+        results.append(bench_space(name, args))
+        out = _results(results, args, argv, time.perf_counter() - t0, complete=len(results) == len(spaces))
+        atomic_write_json(args.out, out)  # after every space: a run cut short keeps what it finished
     _print(results)
-    out = {
-        "benchmark": "latency_predictor", "results": results, "total_s": round(time.perf_counter() - t0, 1),
+    print(f"\nwrote {args.out} ({out['total_s'] / 60:.1f} min)")
+    return out
+
+
+def _results(results: list[dict], args: argparse.Namespace, argv: list[str] | None, seconds: float,
+             complete: bool) -> dict:
+    """The results file's content."""
+    return {
+        "benchmark": "latency_predictor", "complete": complete, "results": results, "total_s": round(seconds, 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "targets": {"within_10": TARGET_WITHIN_10, "kendall_tau": TARGET_TAU, "lut_profile_s": TARGET_LUT_S},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": 1,
+                    "torch": torch.__version__, "threads": args.threads, "torch_device": args.torch_device,
+                    "device": device_name(args.torch_device), "cuda": torch.version.cuda,
                     "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
-    atomic_write_json(args.out, out)
-    print(f"\nwrote {args.out} ({out['total_s'] / 60:.1f} min)")
-    return out
 
 
 if __name__ == "__main__":
