@@ -28,7 +28,7 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -88,10 +88,10 @@ class Arch:
     p5: int
 
     def to_dict(self) -> dict[str, int | float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {g: getattr(self, g) for g in GENES}
 
     def __iter__(self):
-        return iter(astuple(self))
+        return (getattr(self, g) for g in GENES)
 
     @property
     def channels(self) -> tuple[int, int, int, int, int]:
@@ -193,6 +193,7 @@ class Space:
                 if gene[0] in "nthp" and not float(v).is_integer():
                     raise SpaceError(f"space field choices.{gene}: {v!r} is not an integer")
             self.choices[gene] = tuple(sorted({_canon_number(v) for v in vals}))
+        self._blocks: dict[tuple[Any, ...], BlockCfg] = {}
         self.c1_choices = tuple(definition.width.c1)
         self.multipliers = tuple(_canon_number(m) for m in definition.width.multipliers)
         self.caps = tuple(definition.width.caps)
@@ -264,6 +265,8 @@ class Space:
 
     def validate(self, arch: Arch | Mapping[str, Any]) -> Arch:
         """Return the canonical :class:`Arch`, or raise :class:`SpaceError` naming the gene."""
+        if isinstance(arch, Arch) and self._is_canonical(arch):
+            return arch
         d = arch.to_dict() if isinstance(arch, Arch) else dict(arch)
         missing = [g for g in GENES if g not in d]
         if missing:
@@ -280,6 +283,19 @@ class Space:
                 f"{self.name!r} (c_s = min(int(c_(s-1) x m), cap) with m in {list(self.multipliers)}, caps {list(self.caps)})"
             )
         return Arch(**vals)
+
+    def _is_canonical(self, a: Arch) -> bool:
+        """Fast path of :meth:`validate`: every gene already one of its choices, same type."""
+        canon = self.__dict__.get("_canon")
+        if canon is None:
+            canon = self._canon = {g: {c: c for c in self.choices[g]} for g in _CHOICE_GENES}
+        for g, choices in canon.items():
+            v = getattr(a, g)
+            c = choices.get(v)
+            if c is None or type(c) is not type(v):
+                return False
+        ct = (a.c1, a.c2, a.c3, a.c4, a.c5)
+        return ct in self._latents and all(type(c) is int for c in ct)
 
     def _first_bad_channel(self, ct: tuple[int, ...]) -> str:
         for k in range(1, 6):
@@ -309,18 +325,29 @@ class Space:
     def to_arch_cfg(self, arch: Arch | Mapping[str, Any]) -> ArchCfg:
         a = self.validate(arch)
         dfn = self.definition
-        blocks = [
-            BlockCfg("mv2", c=a.c1, d=1, s=1, e=a.e1),
-            BlockCfg("mv2", c=a.c2, d=a.n2, s=2, e=a.e2),
-        ]
-        for s in (3, 4, 5):
-            c = getattr(a, f"c{s}")
-            blocks.append(BlockCfg("mv2", c=c, d=1, s=2, e=getattr(a, f"e{s}")))
-            blocks.append(BlockCfg("mobilevit", c=c, t=getattr(a, f"t{s}"), h=getattr(a, f"h{s}"),
-                                   f=getattr(a, f"f{s}"), p=getattr(a, f"p{s}")))
+        mv2, mvit = self._block_mv2, self._block_mobilevit
+        blocks = [mv2(a.c1, 1, 1, a.e1), mv2(a.c2, a.n2, 2, a.e2),
+                  mv2(a.c3, 1, 2, a.e3), mvit(a.c3, a.t3, a.h3, a.f3, a.p3),
+                  mv2(a.c4, 1, 2, a.e4), mvit(a.c4, a.t4, a.h4, a.f4, a.p4),
+                  mv2(a.c5, 1, 2, a.e5), mvit(a.c5, a.t5, a.h5, a.f5, a.p5)]
         head = min(int(dfn.head_mult * a.c5), dfn.head_max_channels) if dfn.head_mult > 0 else None
         return ArchCfg(blocks=tuple(blocks), stem_chs=dfn.stem_channels, stem_stride=2,
                        head_chs=head, act=dfn.act, name=f"{self.name}:{self._short(a)}")
+
+    def _block_mv2(self, c: int, d: int, s: int, e: float) -> BlockCfg:
+        """Shared frozen block configs (building one costs ~15 us; the space has few distinct ones)."""
+        key = ("mv2", c, d, s, e)
+        blk = self._blocks.get(key)
+        if blk is None:
+            blk = self._blocks[key] = BlockCfg("mv2", c=c, d=d, s=s, e=e)
+        return blk
+
+    def _block_mobilevit(self, c: int, t: int, h: int, f: float, p: int) -> BlockCfg:
+        key = ("mobilevit", c, t, h, f, p)
+        blk = self._blocks.get(key)
+        if blk is None:
+            blk = self._blocks[key] = BlockCfg("mobilevit", c=c, t=t, h=h, f=f, p=p)
+        return blk
 
     def _short(self, a: Arch) -> str:
         return "-".join(str(x) for x in a)
@@ -470,6 +497,30 @@ class Space:
             a = self.validate(arch)
             rows.append([self._enc(g, getattr(a, g)) for g in GENES])
         return torch.tensor(rows, dtype=torch.float64).reshape(-1, len(GENES))
+
+    def nearest(self, X: torch.Tensor) -> list[Arch]:
+        """The archs nearest to the rows of ``X (n, 23)``, points of the encoding's unit cube
+        (e.g. a continuous optimiser's answer): every choice gene rounded to its nearest encoded
+        choice, the five channels together to the nearest valid channel tuple (Euclidean in the
+        encoded channel coordinates). ``nearest(encode(archs)) == archs``."""
+        X = torch.as_tensor(X, dtype=torch.float64)
+        if X.ndim != 2 or X.shape[-1] != len(GENES) or not bool(torch.isfinite(X).all()):
+            raise SpaceError(f"nearest: expected a finite (n, {len(GENES)}) tensor, got shape {tuple(X.shape)}")
+        if not hasattr(self, "_grid"):
+            cols = {g: torch.tensor([self._enc(g, v) for v in self.choices[g]], dtype=torch.float64)
+                    for g in _CHOICE_GENES}
+            ch = torch.tensor([[self._enc(g, c) for g, c in zip(CHANNEL_GENES, ct)] for ct in self.channel_tuples],
+                              dtype=torch.float64)
+            self._grid = (cols, ch)
+        cols, ch = self._grid
+        picks = {}
+        for g, enc in cols.items():
+            idx = (X[:, GENES.index(g), None] - enc).abs().argmin(-1).tolist()
+            picks[g] = [self.choices[g][i] for i in idx]
+        ci = [GENES.index(g) for g in CHANNEL_GENES]
+        cts = [self.channel_tuples[i] for i in torch.cdist(X[:, ci], ch).argmin(-1).tolist()]
+        return [Arch(**{**{g: picks[g][r] for g in _CHOICE_GENES}, **dict(zip(CHANNEL_GENES, cts[r]))})
+                for r in range(X.shape[0])]
 
     def _enc(self, gene: str, value: float) -> float:
         vals = self.choices[gene]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -120,6 +121,37 @@ def test_encode(name):
     assert torch.equal(s.encode(archs[0]), X[:1])
     # distinct archs, distinct encodings
     assert len({tuple(r) for r in X.tolist()}) == 30
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_nearest_inverts_encode_and_rounds_any_point(name):
+    s = get_space(name)
+    archs = s.sample(100, seed=1)
+    X = s.encode(archs)
+    assert s.nearest(X) == archs
+    g = torch.Generator().manual_seed(0)
+    # a perturbation below half the smallest gap between encoded choices rounds back
+    gaps = [float(torch.diff(torch.tensor(sorted({float(v) for v in s.encode(s.sample(400, seed=3))[:, j].tolist()}))).min())
+            for j in range(23) if len(s.choices[GENES[j]]) > 1]
+    eps = 0.9 * min(gaps) / 2 / math.sqrt(5)
+    noise = eps * (2 * torch.rand(X.shape, generator=g, dtype=torch.float64) - 1)
+    assert s.nearest((X + noise).clamp(0, 1)) == archs
+    U = torch.rand(200, 23, generator=g, dtype=torch.float64)
+    near = s.nearest(U)
+    assert all(s.is_valid(a) for a in near)
+    # nearest: per block (choice genes; the channel tuple) no sampled arch is closer
+    pool = s.encode(s.sample(300, seed=2))
+    ci = [9, 10, 11, 12, 13]
+    other = [i for i in range(23) if i not in ci]
+    for blk in (other, ci):
+        d_blk = (s.encode(near)[:, blk] - U[:, blk]).pow(2).sum(-1)
+        assert bool((d_blk[:, None] <= torch.cdist(U[:, blk], pool[:, blk]).pow(2) + 1e-12).all())
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(3, 22), torch.zeros(23), torch.full((2, 23), math.nan)])
+def test_nearest_rejects_bad_shapes(bad):
+    with pytest.raises(SpaceError, match="nearest"):
+        get_space("hytnas").nearest(bad)
 
 
 def test_arch_id_stable_and_distinct():
