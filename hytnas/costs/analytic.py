@@ -34,6 +34,7 @@ so a trace can be compared with forward hooks.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable, NamedTuple
 
 from hytnas.errors import ConfigError
@@ -187,6 +188,15 @@ BLOCK_COSTS: dict[str, BlockCostFn] = {
 
 
 # ------------------------------------------------------------------------------ whole arch
+@lru_cache(maxsize=1 << 16)
+def _block_summary(cfg: BlockCfg, in_chs: int, stride: int, hw: tuple[int, int]) -> tuple[int, int, int, int, tuple[int, int]]:
+    """``(params, macs, peak, held, out_hw)`` of one block walked on its own (nothing held on
+    entry). Block cost functions are pure functions of these arguments."""
+    t = Tally()
+    out = BLOCK_COSTS[cfg.type](t, "block", cfg, in_chs, stride, hw)
+    return t.params, t.macs, t.peak, t.held, out
+
+
 def _check(input_size: Any, num_classes: Any, in_channels: Any) -> None:
     for name, value in (("input_size", input_size), ("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -199,7 +209,16 @@ def tally(arch: ArchCfg, input_size: int, num_classes: int, in_channels: int = 3
     t = Tally(trace)
     hw = t.conv("stem.conv", in_channels, arch.stem_chs, 3, arch.stem_stride, (input_size, input_size))
     for i, j, cfg, in_chs, stride in iter_blocks(arch):
-        hw = BLOCK_COSTS[cfg.type](t, f"stages.{i}.{j}", cfg, in_chs, stride, hw)
+        if trace:
+            hw = BLOCK_COSTS[cfg.type](t, f"stages.{i}.{j}", cfg, in_chs, stride, hw)
+            continue
+        # the same block at the same input shape costs the same: replay its summary (a search
+        # costs thousands of archs built from a few hundred distinct blocks)
+        params, macs, peak, held, hw = _block_summary(cfg, in_chs, stride, hw)
+        t.params += params
+        t.macs += macs
+        t.peak = max(t.peak, peak + t.held)  # every op's live memory counts the tensors held outside
+        t.held += held
     chs = arch.out_chs
     if arch.head_chs is not None:
         hw = t.conv("head.conv.conv", chs, arch.head_chs, 1, 1, hw)
