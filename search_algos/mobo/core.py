@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 import gpytorch
 import numpy as np
 import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.generation.gen import gen_candidates_scipy
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.model import Model
 from botorch.models.model import ModelList
@@ -160,6 +162,12 @@ class SearchSettings:
     local_search_starts: int = 3
     local_search_steps: int = 5
     local_search_anchors: int = 4
+    #: continuous relaxation: the best ``relax_starts`` scored candidates are polished by L-BFGS-B
+    #: on the acquisition over the encoding's unit cube (``relax_iters`` iterations at most), then
+    #: rounded to the nearest arch (:meth:`Space.nearest`) and hill-climbed like the others; 0 = off
+    #: (the default: on the DTLZ2 grid benchmark it did not improve the search, see docs/searcher.md)
+    relax_starts: int = 0
+    relax_iters: int = 50
     chunk: int = 1024
     #: from this many observations on, posterior covariances use GPyTorch's LOVE
     #: (``fast_pred_var``): O(n) instead of O(n^2) per candidate
@@ -174,18 +182,27 @@ def optimize_discrete(
     starts: int,
     steps: int,
     anchors: Sequence[Arch] = (),
+    relax: Callable[[list[Arch]], list[Arch]] | None = None,
+    relax_starts: int = 0,
 ) -> tuple[Arch, float, int]:
     """Best arch under ``score``: score every candidate, then hill-climb (steepest ascent) over
     ``moves`` (one-step neighbours, already filtered) from the ``starts`` best candidates and from
     ``anchors`` (e.g. the observed Pareto set: not proposable themselves, so their first move is
     always taken), for at most ``steps`` moves each; a climber stops when no move improves.
+    ``relax(archs)`` (optional) maps the ``relax_starts`` best candidates to new admissible archs
+    (a continuous relaxation's rounded optima): they are scored and climb too.
 
     Returns ``(arch, value, n_scored)``. Ties keep the earliest arch (deterministic)."""
     if not candidates:
         raise SearchError("mobo: no candidate to score (the feasible unused set is empty)")
     seen: dict[Arch, float] = dict(zip(candidates, score(candidates).tolist()))
     ranked = sorted(seen, key=lambda a: -seen[a])
-    climbers = list(dict.fromkeys([*ranked[: max(starts, 0)], *anchors]))
+    relaxed: list[Arch] = []
+    if relax is not None and relax_starts > 0:
+        relaxed = list(dict.fromkeys(a for a in relax(ranked[:relax_starts]) if a not in seen))
+        if relaxed:
+            seen.update(zip(relaxed, score(relaxed).tolist()))
+    climbers = list(dict.fromkeys([*ranked[: max(starts, 0)], *relaxed, *anchors]))
     value = lambda a: seen.get(a, -math.inf)  # noqa: E731  (anchors are not candidates)
     for _ in range(steps):
         if not climbers:
@@ -202,6 +219,26 @@ def optimize_discrete(
         climbers = list(dict.fromkeys(moved))
     best = max(seen, key=lambda a: seen[a])
     return best, seen[best], len(seen)
+
+
+def relax_continuous(acqf: AcquisitionFunction, X0: Tensor, *, iters: int) -> Tensor:
+    """Local maxima ``(b, d)`` of ``acqf`` (q = 1) over the unit cube, by L-BFGS-B from each row
+    of ``X0 (b, d)`` (BoTorch's ``gen_candidates_scipy``; the MC acquisition has fixed base
+    samples, so it is deterministic and smooth in ``X``). Known objectives are piecewise constant
+    in ``X`` (:class:`RowTable`), so the gradient comes from the surrogate's outputs; an
+    acquisition with no gradient in ``X`` returns ``X0`` unchanged."""
+    if X0.shape[0] == 0 or iters <= 0:
+        return X0
+    with torch.enable_grad():
+        x = X0[:1].unsqueeze(-2).clone().requires_grad_(True)
+        probe = acqf(x)
+        grad = torch.autograd.grad(probe.sum(), x, allow_unused=True)[0] if probe.requires_grad else None
+    if grad is None:  # not differentiable in X (the rank ensemble's predictors, a categorical kernel)
+        return X0
+    Xc, _ = gen_candidates_scipy(
+        X0.unsqueeze(-2).clone(), acqf, lower_bounds=0.0, upper_bounds=1.0, options={"maxiter": int(iters)},
+    )
+    return Xc.squeeze(-2).detach()
 
 
 def propose(
@@ -222,11 +259,15 @@ def propose(
     seed: int,
     settings: SearchSettings,
     mc_samples: int = 64,
+    snap: Callable[[Tensor], list[Arch]] | None = None,
+    admissible: Callable[[Sequence[Arch]], list[Arch]] | None = None,
 ) -> tuple[list[Arch], dict[str, float]]:
     """``q`` archs by sequential greedy selection: each pick is added to ``X_pending`` before the
     next acquisition is built. ``encode(archs)`` is ``Space.encode`` (possibly cached);
     ``register(archs)`` must make the known objectives of ``archs``
-    available to ``model`` (and is called before any of them is scored)."""
+    available to ``model`` (and is called before any of them is scored). With ``snap``
+    (``Space.nearest``) and ``admissible`` (keeps the proposable archs of a list), the
+    continuous relaxation of :class:`SearchSettings` adds candidates (off when either is None)."""
     picks: list[Arch] = []
     info = {"n_scored": 0.0, "acq_value": float("nan")}
     pending = X_pending if X_pending is not None and X_pending.shape[0] else None
@@ -244,6 +285,11 @@ def propose(
                 with gpytorch.settings.fast_pred_var(X_baseline.shape[0] >= settings.fast_pred_var_from):
                     return evaluate(acqf, encode(archs), chunk=settings.chunk)
 
+            def relax(starts: list[Arch]) -> list[Arch]:
+                with gpytorch.settings.fast_pred_var(X_baseline.shape[0] >= settings.fast_pred_var_from):
+                    Xc = relax_continuous(acqf, encode(starts), iters=settings.relax_iters)
+                return [a for a in admissible(snap(Xc)) if a not in picks]
+
             cands = [a for a in candidates if a not in picks]
             if not cands:
                 break
@@ -251,6 +297,8 @@ def propose(
                 score, cands, lambda a: [b for b in moves(a) if b not in picks],
                 starts=settings.local_search_starts, steps=settings.local_search_steps,
                 anchors=list(anchors)[: settings.local_search_anchors],
+                relax=relax if snap is not None and admissible is not None else None,
+                relax_starts=settings.relax_starts,
             )
         picks.append(best)
         info["n_scored"] += n

@@ -56,6 +56,10 @@ class MOBOSearcher(ArchSearcher):
         max_epochs: a result with ``epoch == max_epochs`` counts as final even without ``done``.
         num_random, num_mutations: candidate set size (random archs, Pareto-set mutations).
         local_search_starts, local_search_steps: hill-climbing on the acquisition.
+        relax_starts, relax_iters: continuous relaxation: the ``relax_starts`` best candidates are
+            polished by L-BFGS-B on the acquisition over the encoding (``relax_iters`` iterations)
+            and rounded to the nearest arch (``Space.nearest``); 0 (default) turns it off (pool
+            mode: always off).
         mc_samples: MC samples of the acquisition.
         surrogate_options: keyword arguments of the surrogate's fit function.
         ref_point: ``{objective: value}`` in the objectives' units, overriding the inferred one.
@@ -91,6 +95,8 @@ class MOBOSearcher(ArchSearcher):
         num_mutations: int = 256,
         local_search_starts: int = 3,
         local_search_steps: int = 5,
+        relax_starts: int = 0,
+        relax_iters: int = 50,
         mc_samples: int = 64,
         surrogate_options: Mapping[str, Any] | None = None,
         ref_point: Mapping[str, float] | None = None,
@@ -107,7 +113,8 @@ class MOBOSearcher(ArchSearcher):
             raise SearchError(f"mobo acquisition {acquisition!r}: unknown; use one of {', '.join(ACQUISITIONS)}")
         for name, v, lo in (("batch_size", batch_size, 1), ("mc_samples", mc_samples, 1), ("num_random", num_random, 0),
                             ("num_mutations", num_mutations, 0), ("local_search_starts", local_search_starts, 0),
-                            ("local_search_steps", local_search_steps, 0)):
+                            ("local_search_steps", local_search_steps, 0), ("relax_starts", relax_starts, 0),
+                            ("relax_iters", relax_iters, 0)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise SearchError(f"mobo {name}: must be an integer >= {lo}, got {v!r}")
         if n_initial is not None and (not isinstance(n_initial, int) or n_initial < 0):
@@ -120,7 +127,8 @@ class MOBOSearcher(ArchSearcher):
         self.mc_samples = mc_samples
         self.surrogate_options = dict(surrogate_options or {})
         self.settings = SearchSettings(n_random=num_random, n_mutations=num_mutations,
-                                       local_search_starts=local_search_starts, local_search_steps=local_search_steps)
+                                       local_search_starts=local_search_starts, local_search_steps=local_search_steps,
+                                       relax_starts=relax_starts, relax_iters=relax_iters)
         self.ref_point = self._check_ref_point(ref_point)
         if torch_threads is not None and (not isinstance(torch_threads, int) or torch_threads < 1):
             raise SearchError(f"mobo torch_threads: must be an integer >= 1, got {torch_threads!r}")
@@ -201,8 +209,10 @@ class MOBOSearcher(ArchSearcher):
         return picks[0]
 
     def _can_model(self) -> bool:
-        needs_surrogate = bool(self.problem.reported_objectives or self.problem.reported_constraints)
-        return len(self.observations) >= (2 if needs_surrogate else 1)
+        return len(self.observations) >= (2 if self._model_has_surrogate() else 1)
+
+    def _model_has_surrogate(self) -> bool:
+        return bool(self.problem.reported_objectives or self.problem.reported_constraints)
 
     def _layout(self) -> OutcomeLayout:
         p = self.problem
@@ -318,6 +328,10 @@ class MOBOSearcher(ArchSearcher):
             candidates=cands, moves=moves, register=self._register,
             X_pending=p.encode(pending) if pending else None, anchors=anchors, q=q, seed=self._draw_seed(),
             settings=self.settings, mc_samples=self.mc_samples,
+            # relaxation needs a surrogate to differentiate (known objectives are piecewise
+            # constant), and pool mode scores the whole pool anyway
+            snap=space.nearest if self.pool is None and self._model_has_surrogate() else None,
+            admissible=self._unused_feasible,
         )
         t3 = time.perf_counter()
         self.last_timings = {"fit_s": t1 - t0, "candidates_s": t2 - t1, "acquisition_s": t3 - t2,

@@ -8,7 +8,8 @@
   (``get_covar_module_with_dim_scaled_prior(use_rbf_kernel=False)``: Matern-5/2 suits ordinal
   genes, whose objective changes in steps rather than smoothly); inputs through
   ``Normalize`` with the unit-cube bounds of the encoding (so that a gene with one choice stays
-  put), outcomes through ``Standardize``. ``warm`` (the previous fit's hyperparameters, a plain
+  put), outcomes through ``Standardize``. ``kernel="categorical"`` (``surrogate_options``) uses
+  BoTorch's ``CategoricalKernel`` instead (each gene's level a category, ARD). ``warm`` (the previous fit's hyperparameters, a plain
   dict of lists) initialises the hyperparameters; with ``refit=False`` they are used as they are
   (rebuilding the model on the data without optimising, e.g. after a restore on the same data).
 - ``rank_ensemble`` (the HyT-NAS paper's option): per output an ensemble of small MLPs trained
@@ -25,12 +26,14 @@ from typing import Any, Callable, Mapping
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.model import Model
 from botorch.models.transforms.input import Normalize
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultitaskMultivariateNormal, MultivariateNormal
+from gpytorch.kernels import ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
@@ -43,12 +46,20 @@ _GP_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
 
 
 # ----------------------------------------------------------------------------- GP
-def _gp(X: Tensor, Y: Tensor) -> SingleTaskGP:
+#: GP kernels over the encoding (``surrogate_options={"kernel": ...}``)
+KERNELS = ("matern", "categorical")
+
+
+def _gp(X: Tensor, Y: Tensor, kernel: str = "matern") -> SingleTaskGP:
     d, m = X.shape[-1], Y.shape[-1]
+    batch = torch.Size([m]) if m > 1 else torch.Size()
     bounds = torch.stack([torch.zeros(d, dtype=X.dtype), torch.ones(d, dtype=X.dtype)])
-    covar = get_covar_module_with_dim_scaled_prior(
-        ard_num_dims=d, batch_shape=torch.Size([m]) if m > 1 else torch.Size(), use_rbf_kernel=False
-    )
+    if kernel == "matern":
+        covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=d, batch_shape=batch, use_rbf_kernel=False)
+    elif kernel == "categorical":
+        covar = ScaleKernel(CategoricalKernel(ard_num_dims=d, batch_shape=batch), batch_shape=batch)
+    else:
+        raise SearchError(f"surrogate gp kernel {kernel!r}: unknown; use one of {', '.join(KERNELS)}")
     return SingleTaskGP(X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds),
                         outcome_transform=Standardize(m))
 
@@ -79,6 +90,7 @@ def fit_gp(
     maxiter: int = 200,
     warm_maxiter: int = 50,
     max_fit_points: int = 400,
+    kernel: str = "matern",
 ) -> tuple[Model, dict[str, Any]]:
     """``SingleTaskGP`` on ``(X (n, d), Y (n, m))``; returns the model and its hyperparameters.
 
@@ -90,13 +102,13 @@ def fit_gp(
     L-BFGS step on ``n`` points costs O(n^3)."""
     X, Y = X.to(torch.float64), Y.to(torch.float64)
     n = X.shape[0]
-    model = _gp(X, Y)
+    model = _gp(X, Y, kernel)
     warm_loaded = _load_hypers(model, warm) if warm else False
     if refit or not warm_loaded:
         target = model
         if n > max_fit_points:
             idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_fit_points].sort().values
-            target = _gp(X[idx], Y[idx])
+            target = _gp(X[idx], Y[idx], kernel)
             if warm_loaded:
                 _load_hypers(target, warm)
         mll = ExactMarginalLogLikelihood(target.likelihood, target)

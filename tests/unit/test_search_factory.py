@@ -134,6 +134,7 @@ def drive_space(searcher, space, n):
         ("mobo", {"options": {"surrogate": "forest"}}, "surrogate 'forest': unknown; use one of gp, rank_ensemble"),
         ("mobo", {"options": {"acquisition": "ucb"}}, "acquisition 'ucb': unknown"),
         ("mobo", {"options": {"batch_size": 0}}, "batch_size: must be an integer >= 1"),
+        ("mobo", {"options": {"relax_starts": -1}}, "relax_starts: must be an integer >= 0"),
         ("mobo", {"options": {"ref_point": {"val_accuracy": 0.1}}}, "ref_point: 'params_k'"),
         ("mobo", {"objectives": ["accuracy"]}, "accuracy: unknown metric"),
         ("optuna-tpe", {"objectives": ["val_accuracy:biggest"]}, "sense must be 'max' or 'min'"),

@@ -11,6 +11,7 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from hytnas.errors import SearchError
 from hytnas.objectives import get_objectives, parse_constraints
+from hytnas.space import GENES as SPACE_GENES
 from hytnas.space import get_space
 from hytnas.table import write_arch_table
 from search_algos import MOBOSearcher
@@ -27,7 +28,8 @@ from search_algos.mobo.core import RowTable, make_model
 from search_algos.mobo.surrogates import MeanStdModel, fit_gp, fit_surrogate
 
 SPACE = get_space("hytnas-tiny")
-FAST = dict(num_random=48, num_mutations=16, local_search_starts=1, local_search_steps=1, mc_samples=16,
+FAST = dict(num_random=48, num_mutations=16, local_search_starts=1, local_search_steps=1, relax_starts=1, relax_iters=5,
+            mc_samples=16,
             torch_threads=1)
 
 
@@ -93,6 +95,57 @@ def test_known_objectives_enter_as_exact_deterministic_model():
     assert float(vals[~pos].max()) < float(vals[pos].min()) - 2  # no improvement: far lower
 
 
+def _two_objective_acquisition(n: int = 20, seed: int = 0):
+    base = SPACE.sample(n, seed=seed)
+    X = SPACE.encode(base)
+    Y = torch.stack([-(X - 0.5).pow(2).sum(-1), -(X - 0.3).pow(2).sum(-1)], -1)
+    model, _ = fit_gp(X, Y, seed=seed)
+    acqf = build_acquisition("qlognehvi", model, layout=OutcomeLayout((0, 1)), X_baseline=X,
+                             ref_point=reference_point(Y), mc_samples=16, seed=seed)
+    return acqf
+
+
+def test_continuous_relaxation_climbs_the_acquisition_inside_the_cube():
+    acqf = _two_objective_acquisition()
+    X0 = SPACE.encode(SPACE.sample(4, seed=9))
+    Xc = core.relax_continuous(acqf, X0, iters=30)
+    assert Xc.shape == X0.shape and float(Xc.min()) >= 0.0 and float(Xc.max()) <= 1.0
+    before, after = evaluate(acqf, X0), evaluate(acqf, Xc)
+    assert bool((after >= before - 1e-9).all()) and float((after - before).max()) > 0.1
+    assert torch.equal(core.relax_continuous(acqf, X0, iters=0), X0)
+
+
+def test_relaxed_candidates_are_scored_and_climb():
+    """optimize_discrete scores what ``relax`` returns for the best candidates and can pick it."""
+    cands = SPACE.sample(20, seed=1)
+    target = SPACE.sample(40, seed=2)[-1]
+    assert target not in cands
+    x_t = SPACE.encode(target)[0]
+    score = lambda archs: -(SPACE.encode(archs) - x_t).pow(2).sum(-1)  # noqa: E731
+    asked = []
+
+    def relax(starts):
+        asked.append(list(starts))
+        return [target]
+
+    best, value, _ = core.optimize_discrete(score, cands, lambda a: [], starts=1, steps=0, relax=relax, relax_starts=3)
+    assert best == target and value == 0.0
+    ranked = sorted(cands, key=lambda a: -float(score([a])[0]))
+    assert asked == [ranked[:3]]
+    # off: never asked
+    best0, _, _ = core.optimize_discrete(score, cands, lambda a: [], starts=1, steps=0, relax=relax, relax_starts=0)
+    assert best0 in cands and len(asked) == 1
+
+
+def test_searcher_with_and_without_relaxation_proposes_distinct_valid_archs():
+    for relax_starts in (0, 2):
+        s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=4, seed=0,
+                         **{**FAST, "relax_starts": relax_starts, "relax_iters": 10})
+        cfgs = run(s, 8)
+        archs = [SPACE.from_config(c) for c in cfgs]
+        assert len(set(archs)) == 8
+
+
 def test_reference_point_from_data_and_declared_bounds():
     Y = torch.tensor([[0.9, -300.0], [0.7, -100.0], [0.6, -400.0], [0.5, -500.0]], dtype=torch.float64)
     inferred = reference_point(Y)
@@ -122,6 +175,26 @@ def test_gp_fits_and_warm_rebuild_is_identical():
     Xt = torch.rand(7, 23, generator=g, dtype=torch.float64)
     assert torch.allclose(rebuilt.posterior(Xt).mean, model.posterior(Xt).mean, atol=1e-10)
     assert warm2.keys() == warm.keys()
+
+
+def test_categorical_kernel_learns_a_middle_optimum_the_ordinal_one_misses():
+    """Hamming-type kernel: each gene's level is a category, so 'the middle level is best' is as
+    easy to learn as a monotone trend (the DTLZ2-on-the-grid benchmark needs exactly that)."""
+    archs = SPACE.sample(60, seed=5)
+    X = SPACE.encode(archs)
+    mid = [i for i in range(23) if len(SPACE.choices[SPACE_GENES[i]]) == 3][:6]
+    Y = -(X[:, mid] - 0.5).abs().gt(0.25).double().sum(-1, keepdim=True)  # count of non-middle genes
+    Xt = SPACE.encode(SPACE.sample(200, seed=6))
+    Yt = -(Xt[:, mid] - 0.5).abs().gt(0.25).double().sum(-1, keepdim=True)
+    cat, warm = fit_gp(X, Y, seed=0, kernel="categorical")
+    r2 = 1 - float((cat.posterior(Xt).mean - Yt).pow(2).sum() / (Yt - Yt.mean()).pow(2).sum())
+    assert r2 > 0.8, r2
+    mat, _ = fit_gp(X, Y, seed=0, kernel="matern")
+    assert 1 - float((mat.posterior(Xt).mean - Yt).pow(2).sum() / (Yt - Yt.mean()).pow(2).sum()) < 0.6
+    rebuilt, _ = fit_gp(X, Y, warm=warm, refit=False, kernel="categorical")
+    assert torch.allclose(rebuilt.posterior(Xt).mean, cat.posterior(Xt).mean, atol=1e-10)
+    with pytest.raises(SearchError, match="kernel 'rbf': unknown; use one of matern, categorical"):
+        fit_gp(X, Y, kernel="rbf")
 
 
 def test_mean_std_model_posterior_shapes():
