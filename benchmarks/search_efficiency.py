@@ -78,22 +78,28 @@ class Problem:
         self.factory_kwargs = factory_kwargs or {}
 
 
+def dtlz2_values(space, archs) -> torch.Tensor:
+    """``(n, 2)`` DTLZ2 objectives (both minimised) of ``archs``: BoTorch's ``DTLZ2(dim=16)`` of
+    ``z0`` = mean of genes 1-8 of ``space.encode``, ``z1..z15`` = genes 9-23."""
+    from botorch.test_functions.multi_objective import DTLZ2
+
+    X = space.encode(archs)
+    Z = torch.cat([X[:, :8].mean(-1, keepdim=True), X[:, 8:]], -1)
+    return DTLZ2(dim=16, num_objectives=2).evaluate_true(Z)
+
+
 def dtlz2_problem() -> Problem:
     """DTLZ2 (2 objectives, 16 inputs) of the 23-gene encoding: ``z0`` = mean of genes 1-8 (the
     position on the front; a mean of 8 genes takes many values on the grid, where one gene would
     give only 3 or 4 front positions), ``z1..z15`` = genes 9-23 (the distance to the front, optimal
     at 0.5)."""
-    from botorch.test_functions.multi_objective import DTLZ2
     from ray import tune
 
     space = get_space("hytnas")
-    fn = DTLZ2(dim=16, num_objectives=2)
     objectives = get_objectives([{"name": "f1", "sense": "min"}, {"name": "f2", "sense": "min"}])
 
     def trainable(config: dict) -> None:
-        x = space.encode(space.from_config(config))[0]
-        z = torch.cat([x[:8].mean().reshape(1), x[8:]])
-        y = fn.evaluate_true(z.unsqueeze(0))[0]
+        y = dtlz2_values(space, [space.from_config(config)])[0]
         tune.report({"f1": float(y[0]), "f2": float(y[1]), "arch_id": config.get("arch_id", "")})
 
     return Problem("dtlz2", space, objectives, trainable, ref_point=None)
