@@ -34,7 +34,7 @@ from hytnas.objectives import Constraint, Objective, to_maximize
 from hytnas.space import Arch, Space
 from search_algos.base import ArchSearcher
 from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
-from search_algos.mobo.acquisition import ACQUISITIONS, OutcomeLayout, declared_bounds, reference_point
+from search_algos.mobo.acquisition import ACQUISITIONS, REF_RULES, OutcomeLayout, declared_bounds, reference_point
 from search_algos.mobo.core import RowTable, SearchSettings, generate_candidates, make_model, pareto_anchors, propose
 from search_algos.mobo.surrogates import SURROGATES, fit_surrogate
 
@@ -62,7 +62,10 @@ class MOBOSearcher(ArchSearcher):
             mode: always off).
         mc_samples: MC samples of the acquisition.
         surrogate_options: keyword arguments of the surrogate's fit function.
-        ref_point: ``{objective: value}`` in the objectives' units, overriding the inferred one.
+        ref_point: how the hypervolume reference point is set: ``"front"`` (default: inferred
+            from the observed Pareto front, nadir minus 10 % of its range, as BoTorch and Ax do),
+            ``"data"`` (inferred from all observations: a looser point), or
+            ``{objective: value}`` in the objectives' units (fixed).
         torch_threads: torch intra-op threads while proposing (restored afterwards); ``None``
             leaves torch's setting. On a machine shared with running trials, 1 avoids thread
             oversubscription (which slows GP fitting by 10x or more).
@@ -99,7 +102,7 @@ class MOBOSearcher(ArchSearcher):
         relax_iters: int = 50,
         mc_samples: int = 64,
         surrogate_options: Mapping[str, Any] | None = None,
-        ref_point: Mapping[str, float] | None = None,
+        ref_point: str | Mapping[str, float] | None = "front",
         torch_threads: int | None = None,
     ) -> None:
         if problem is None:
@@ -129,6 +132,7 @@ class MOBOSearcher(ArchSearcher):
         self.settings = SearchSettings(n_random=num_random, n_mutations=num_mutations,
                                        local_search_starts=local_search_starts, local_search_steps=local_search_steps,
                                        relax_starts=relax_starts, relax_iters=relax_iters)
+        self.ref_rule = ref_point if isinstance(ref_point, str) else "front"
         self.ref_point = self._check_ref_point(ref_point)
         if torch_threads is not None and (not isinstance(torch_threads, int) or torch_threads < 1):
             raise SearchError(f"mobo torch_threads: must be an integer >= 1, got {torch_threads!r}")
@@ -145,9 +149,17 @@ class MOBOSearcher(ArchSearcher):
         self.design = self._initial_design()
 
     # ------------------------------------------------------------------ settings checks
-    def _check_ref_point(self, ref: Mapping[str, float] | None) -> list[float] | None:
+    def _check_ref_point(self, ref: str | Mapping[str, float] | None) -> list[float] | None:
         if ref is None:
             return None
+        if isinstance(ref, str):
+            if ref not in REF_RULES:
+                raise SearchError(f"mobo ref_point: {ref!r} is not a rule; use one of {', '.join(REF_RULES)} "
+                                  "or a value for each objective")
+            return None
+        if not isinstance(ref, Mapping):
+            raise SearchError(f"mobo ref_point: expected {' or '.join(map(repr, REF_RULES))} or a mapping "
+                              f"objective -> value, got {type(ref).__name__}")
         names = self.problem.metric_names
         unknown = [k for k in ref if k not in names]
         if unknown or set(ref) != set(names):
@@ -295,7 +307,7 @@ class MOBOSearcher(ArchSearcher):
             ref = torch.tensor(self.ref_point, dtype=torch.float64)
         elif len(p.objectives) > 1:
             Yref = Ymax[feas] if feas is not None and bool(feas.any()) else Ymax
-            ref = reference_point(Yref, declared_bounds(p.objectives, p.constraints))
+            ref = reference_point(Yref, declared_bounds(p.objectives, p.constraints), rule=self.ref_rule)
         else:
             ref = None
         pool_set = set(self.pool) if self.pool is not None else None

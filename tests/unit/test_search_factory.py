@@ -136,6 +136,7 @@ def drive_space(searcher, space, n):
         ("mobo", {"options": {"batch_size": 0}}, "batch_size: must be an integer >= 1"),
         ("mobo", {"options": {"relax_starts": -1}}, "relax_starts: must be an integer >= 0"),
         ("mobo", {"options": {"ref_point": {"val_accuracy": 0.1}}}, "ref_point: 'params_k'"),
+        ("mobo", {"options": {"ref_point": "nadir"}}, "ref_point: 'nadir' is not a rule; use one of front, data"),
         ("mobo", {"objectives": ["accuracy"]}, "accuracy: unknown metric"),
         ("optuna-tpe", {"objectives": ["val_accuracy:biggest"]}, "sense must be 'max' or 'min'"),
         ("mobo", {"constraints": ["params_k <= 0.001"]}, "no arch of the space satisfies"),

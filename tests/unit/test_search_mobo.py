@@ -148,11 +148,16 @@ def test_searcher_with_and_without_relaxation_proposes_distinct_valid_archs():
 
 def test_reference_point_from_data_and_declared_bounds():
     Y = torch.tensor([[0.9, -300.0], [0.7, -100.0], [0.6, -400.0], [0.5, -500.0]], dtype=torch.float64)
+    front = Y[is_non_dominated(Y)]  # {(0.9, -300), (0.7, -100)}
     inferred = reference_point(Y)
-    # the nadir of all the data (not of the front {0.9, 0.7}): a new extreme point gains volume
-    assert torch.allclose(inferred, infer_reference_point(Y))
-    assert bool((inferred < Y[is_non_dominated(Y)].min(0).values).all())
-    assert float(inferred[1]) < -500.0
+    # default "front": the front's nadir minus 10 % of its range (BoTorch / Ax)
+    assert torch.allclose(inferred, infer_reference_point(front))
+    assert bool((inferred < front.min(0).values).all()) and float(inferred[1]) > -400.0
+    # "data": the nadir of all the data, looser (a new extreme point worse than the front gains volume)
+    data = reference_point(Y, rule="data")
+    assert torch.allclose(data, infer_reference_point(Y)) and float(data[1]) < -500.0
+    with pytest.raises(SearchError, match="rule 'median': unknown; use one of front, data"):
+        reference_point(Y, rule="median")
     objs = get_objectives(["val_accuracy", "params_k"])
     bounds = declared_bounds(objs, parse_constraints(["params_k <= 250", "params_k >= 10"]))
     assert math.isnan(float(bounds[0])) and float(bounds[1]) == -250.0  # only the upper bound bounds a min objective
