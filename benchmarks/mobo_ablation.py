@@ -1,8 +1,8 @@
 """Ablation of ``mobo``'s acquisition optimisation and kernel on the DTLZ2 grid problem, Ray-free.
 
 The problem, reference point and "best known" HV are those of ``benchmarks/search_efficiency.py
---problem dtlz2`` (read from its ``search_efficiency.json``), so the HV fractions compare with
-that table. The searcher is driven directly (``suggest`` / ``on_trial_complete``, one trial at a
+--problem dtlz2`` (read from its ``search_efficiency.json`` when a run starts, and stored with
+the run), so the HV fractions compare with that table. The searcher is driven directly (``suggest`` / ``on_trial_complete``, one trial at a
 time, no Ray: the same calls Tune makes), which makes a 100-evaluation run take minutes.
 
 Variants (``--variants``, comma-separated; each is a set of ``MOBOSearcher`` options):
@@ -23,7 +23,7 @@ skipped, so the script resumes and several processes can fill one folder); the s
 and ``<out>/mobo_ablation.json``) gives HV / best known at 25, 50 and 100 evaluations (mean, std
 and per seed) and the median time per suggestion.
 
-    .venv/bin/python benchmarks/mobo_ablation.py --variants default,relax --seeds 3
+    .venv/bin/python benchmarks/mobo_ablation.py --variants default,ref-data --seeds 5
     .venv/bin/python benchmarks/mobo_ablation.py --report
 """
 from __future__ import annotations
@@ -90,7 +90,7 @@ def run_one(variant: str, seed: int, budget: int, ref: torch.Tensor, best: float
         Y = Y[(Y > ref).all(-1)]
         curve.append(float(hv.compute(Y[is_non_dominated(Y)])) / best if len(Y) else 0.0)
     return {"variant": variant, "options": VARIANTS[variant], "seed": seed, "budget": budget, "curve": curve,
-            "suggest_s": times}
+            "suggest_s": times, "ref_point_max": ref.tolist(), "best_known_hv": best}
 
 
 def report(out: Path) -> dict[str, Any]:
