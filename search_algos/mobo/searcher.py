@@ -36,7 +36,7 @@ from search_algos.base import ArchSearcher
 from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
 from search_algos.mobo.acquisition import ACQUISITIONS, REF_RULES, OutcomeLayout, declared_bounds, reference_point
 from search_algos.mobo.core import RowTable, SearchSettings, generate_candidates, make_model, pareto_anchors, propose
-from search_algos.mobo.surrogates import SURROGATES, fit_surrogate
+from search_algos.mobo.surrogates import KERNELS, SURROGATES, fit_surrogate
 
 
 class MOBOSearcher(ArchSearcher):
@@ -129,6 +129,9 @@ class MOBOSearcher(ArchSearcher):
         self.batch_size = batch_size
         self.mc_samples = mc_samples
         self.surrogate_options = dict(surrogate_options or {})
+        kernel = self.surrogate_options.get("kernel", "matern")
+        if surrogate == "gp" and kernel not in KERNELS:  # fail now, not at the first model fit
+            raise SearchError(f"mobo surrogate_options.kernel: {kernel!r} is unknown; use one of {', '.join(KERNELS)}")
         self.settings = SearchSettings(n_random=num_random, n_mutations=num_mutations,
                                        local_search_starts=local_search_starts, local_search_steps=local_search_steps,
                                        relax_starts=relax_starts, relax_iters=relax_iters)

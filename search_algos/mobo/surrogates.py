@@ -8,10 +8,11 @@
   (``get_covar_module_with_dim_scaled_prior(use_rbf_kernel=False)``: Matern-5/2 suits ordinal
   genes, whose objective changes in steps rather than smoothly); inputs through
   ``Normalize`` with the unit-cube bounds of the encoding (so that a gene with one choice stays
-  put), outcomes through ``Standardize``. ``kernel="categorical"`` (``surrogate_options``) uses
-  BoTorch's ``CategoricalKernel`` instead (each gene's level a category, ARD). ``warm`` (the previous fit's hyperparameters, a plain
-  dict of lists) initialises the hyperparameters; with ``refit=False`` they are used as they are
-  (rebuilding the model on the data without optimising, e.g. after a restore on the same data).
+  put), outcomes through ``Standardize``. ``kernel="categorical"`` (``surrogate_options``)
+  uses BoTorch's ``CategoricalKernel`` instead (each gene's level a category, ARD). ``warm`` (the
+  previous fit's hyperparameters, a plain dict of lists) initialises the hyperparameters; with
+  ``refit=False`` they are used as they are (rebuilding the model on the data without
+  optimising, e.g. after a restore on the same data).
 - ``rank_ensemble`` (the HyT-NAS paper's option): per output an ensemble of small MLPs trained
   with a pairwise margin-ranking loss (:func:`hytnas.predictors.fit_rank_ensemble`); the
   ensemble's mean and spread are the posterior (independent Gaussians).

@@ -135,6 +135,8 @@ def drive_space(searcher, space, n):
         ("mobo", {"options": {"acquisition": "ucb"}}, "acquisition 'ucb': unknown"),
         ("mobo", {"options": {"batch_size": 0}}, "batch_size: must be an integer >= 1"),
         ("mobo", {"options": {"relax_starts": -1}}, "relax_starts: must be an integer >= 0"),
+        ("mobo", {"options": {"surrogate_options": {"kernel": "rbf"}}},
+         "surrogate_options.kernel: 'rbf' is unknown; use one of matern, categorical"),
         ("mobo", {"options": {"ref_point": {"val_accuracy": 0.1}}}, "ref_point: 'params_k'"),
         ("mobo", {"options": {"ref_point": "nadir"}}, "ref_point: 'nadir' is not a rule; use one of front, data"),
         ("mobo", {"objectives": ["accuracy"]}, "accuracy: unknown metric"),
