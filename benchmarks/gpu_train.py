@@ -48,13 +48,12 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 
-from hytnas.costs import arch_costs
 from hytnas.data import get_datamodule
 from hytnas.errors import ConfigError, DataError
 from hytnas.models import ArchCfg
-from hytnas.space import get_space
 from hytnas.training import HybridClassifier, TrainSettings, make_trainer
 from hytnas.utils import atomic_write_json
+from train_throughput import pick_archs  # noqa: E402  (benchmarks/ is on the path: the archs of the CPU benchmark)
 
 RESULTS = Path(__file__).parent / "results" / "gpu_train.json"
 INPUT_SIZE, NUM_CLASSES, IN_CHANNELS = 32, 10, 1
@@ -89,18 +88,6 @@ class Window(Callback):
         elif step == self.warmup + self.steps and self.t0 is not None:
             _sync(pl_module.device)
             self.seconds = time.perf_counter() - self.t0
-
-
-def pick_archs(pool: int, seed: int) -> list[tuple[str, ArchCfg, dict]]:
-    """Small / medium / large: the 10th, 50th and 75th percentile by MACs of ``pool`` sampled archs."""
-    space = get_space("hytnas")
-    cfgs = [space.to_arch_cfg(a) for a in space.sample(pool, seed=seed)]
-    costed = sorted(((arch_costs(c, INPUT_SIZE, NUM_CLASSES, IN_CHANNELS), c) for c in cfgs), key=lambda t: t[0]["macs_m"])
-    out = []
-    for label, q in (("small", 0.1), ("medium", 0.5), ("large", 0.75)):
-        costs, cfg = costed[min(int(q * len(costed)), len(costed) - 1)]
-        out.append((label, cfg, costs))
-    return out
 
 
 def _peak_mb(device: torch.device) -> float | None:
