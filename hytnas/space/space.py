@@ -193,7 +193,7 @@ class Space:
                 if gene[0] in "nthp" and not float(v).is_integer():
                     raise SpaceError(f"space field choices.{gene}: {v!r} is not an integer")
             self.choices[gene] = tuple(sorted({_canon_number(v) for v in vals}))
-        self._blocks: dict[tuple[Any, ...], BlockCfg] = {}
+        self._blocks: dict[tuple[Any, ...], BlockCfg] = {}  # shared frozen block configs (to_arch_cfg)
         self.c1_choices = tuple(definition.width.c1)
         self.multipliers = tuple(_canon_number(m) for m in definition.width.multipliers)
         self.caps = tuple(definition.width.caps)
@@ -337,16 +337,18 @@ class Space:
     def _block_mv2(self, c: int, d: int, s: int, e: float) -> BlockCfg:
         """Shared frozen block configs (building one costs ~15 us; the space has few distinct ones)."""
         key = ("mv2", c, d, s, e)
-        blk = self._blocks.get(key)
+        blocks = self.__dict__.setdefault("_blocks", {})  # (a Space pickled by an older version has none)
+        blk = blocks.get(key)
         if blk is None:
-            blk = self._blocks[key] = BlockCfg("mv2", c=c, d=d, s=s, e=e)
+            blk = blocks[key] = BlockCfg("mv2", c=c, d=d, s=s, e=e)
         return blk
 
     def _block_mobilevit(self, c: int, t: int, h: int, f: float, p: int) -> BlockCfg:
         key = ("mobilevit", c, t, h, f, p)
-        blk = self._blocks.get(key)
+        blocks = self.__dict__.setdefault("_blocks", {})
+        blk = blocks.get(key)
         if blk is None:
-            blk = self._blocks[key] = BlockCfg("mobilevit", c=c, t=t, h=h, f=f, p=p)
+            blk = blocks[key] = BlockCfg("mobilevit", c=c, t=t, h=h, f=f, p=p)
         return blk
 
     def _short(self, a: Arch) -> str:
