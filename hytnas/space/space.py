@@ -193,7 +193,6 @@ class Space:
                 if gene[0] in "nthp" and not float(v).is_integer():
                     raise SpaceError(f"space field choices.{gene}: {v!r} is not an integer")
             self.choices[gene] = tuple(sorted({_canon_number(v) for v in vals}))
-        self._blocks: dict[tuple[Any, ...], BlockCfg] = {}  # shared frozen block configs (to_arch_cfg)
         self.c1_choices = tuple(definition.width.c1)
         self.multipliers = tuple(_canon_number(m) for m in definition.width.multipliers)
         self.caps = tuple(definition.width.caps)
@@ -325,30 +324,23 @@ class Space:
     def to_arch_cfg(self, arch: Arch | Mapping[str, Any]) -> ArchCfg:
         a = self.validate(arch)
         dfn = self.definition
-        mv2, mvit = self._block_mv2, self._block_mobilevit
-        blocks = [mv2(a.c1, 1, 1, a.e1), mv2(a.c2, a.n2, 2, a.e2),
-                  mv2(a.c3, 1, 2, a.e3), mvit(a.c3, a.t3, a.h3, a.f3, a.p3),
-                  mv2(a.c4, 1, 2, a.e4), mvit(a.c4, a.t4, a.h4, a.f4, a.p4),
-                  mv2(a.c5, 1, 2, a.e5), mvit(a.c5, a.t5, a.h5, a.f5, a.p5)]
+        blk = self._block
+        blocks = [blk("mv2", c=a.c1, d=1, s=1, e=a.e1), blk("mv2", c=a.c2, d=a.n2, s=2, e=a.e2)]
+        for c, e, t, h, f, p in ((a.c3, a.e3, a.t3, a.h3, a.f3, a.p3), (a.c4, a.e4, a.t4, a.h4, a.f4, a.p4),
+                                 (a.c5, a.e5, a.t5, a.h5, a.f5, a.p5)):
+            blocks += [blk("mv2", c=c, d=1, s=2, e=e), blk("mobilevit", c=c, t=t, h=h, f=f, p=p)]
         head = min(int(dfn.head_mult * a.c5), dfn.head_max_channels) if dfn.head_mult > 0 else None
         return ArchCfg(blocks=tuple(blocks), stem_chs=dfn.stem_channels, stem_stride=2,
                        head_chs=head, act=dfn.act, name=f"{self.name}:{self._short(a)}")
 
-    def _block_mv2(self, c: int, d: int, s: int, e: float) -> BlockCfg:
-        """Shared frozen block configs (building one costs ~15 us; the space has few distinct ones)."""
-        key = ("mv2", c, d, s, e)
-        blocks = self.__dict__.setdefault("_blocks", {})  # (a Space pickled by an older version has none)
-        blk = blocks.get(key)
-        if blk is None:
-            blk = blocks[key] = BlockCfg("mv2", c=c, d=d, s=s, e=e)
-        return blk
-
-    def _block_mobilevit(self, c: int, t: int, h: int, f: float, p: int) -> BlockCfg:
-        key = ("mobilevit", c, t, h, f, p)
+    def _block(self, type_: str, **kw: Any) -> BlockCfg:
+        """A shared frozen block config (building one costs ~15 us; the space has few distinct
+        ones). The cache lives in the instance (a Space pickled by an older version has none yet)."""
+        key = (type_, *kw.values())  # every call site passes the same keywords in the same order
         blocks = self.__dict__.setdefault("_blocks", {})
         blk = blocks.get(key)
         if blk is None:
-            blk = blocks[key] = BlockCfg("mobilevit", c=c, t=t, h=h, f=f, p=p)
+            blk = blocks[key] = BlockCfg(type_, **kw)
         return blk
 
     def _short(self, a: Arch) -> str:
