@@ -70,25 +70,22 @@ def reference() -> tuple[torch.Tensor, float]:
 
 
 def run_one(variant: str, seed: int, budget: int, ref: torch.Tensor, best: float) -> dict[str, Any]:
-    from botorch.utils.multi_objective.hypervolume import Hypervolume
-    from botorch.utils.multi_objective.pareto import is_non_dominated
-
+    from hytnas.benchmark.hypervolume import hv_curve
+    from hytnas.objectives import get_objectives
     from search_algos import MOBOSearcher
 
     space = get_space("hytnas")
-    s = MOBOSearcher(space, [{"name": "f1", "sense": "min"}, {"name": "f2", "sense": "min"}], seed=seed,
-                     torch_threads=1, **VARIANTS[variant])
-    hv, Ys, curve, times = Hypervolume(ref), [], [], []
+    objectives = get_objectives([{"name": "f1", "sense": "min"}, {"name": "f2", "sense": "min"}])
+    s = MOBOSearcher(space, objectives, seed=seed, torch_threads=1, **VARIANTS[variant])
+    Ys, times = [], []
     for i in range(budget):
         t0 = time.perf_counter()
         cfg = s.suggest(f"t{i}")
         times.append(time.perf_counter() - t0)
         y = dtlz2_values(space, [space.from_config(cfg)])[0]
         s.on_trial_complete(f"t{i}", {"f1": float(y[0]), "f2": float(y[1]), "done": True})
-        Ys.append(-y)
-        Y = torch.stack(Ys).to(torch.float64)
-        Y = Y[(Y > ref).all(-1)]
-        curve.append(float(hv.compute(Y[is_non_dominated(Y)])) / best if len(Y) else 0.0)
+        Ys.append(y)
+    curve = [hv / best for hv in hv_curve(torch.stack(Ys).to(torch.float64), objectives, ref)]
     return {"variant": variant, "options": VARIANTS[variant], "seed": seed, "budget": budget, "curve": curve,
             "suggest_s": times, "ref_point_max": ref.tolist(), "best_known_hv": best}
 
