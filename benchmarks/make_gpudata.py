@@ -13,25 +13,16 @@ Writes the four IDX ``.gz`` files of the first ``--train`` training and ``--test
 from __future__ import annotations
 
 import argparse
-import gzip
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hytnas.data.arrays import FASHION_MNIST_FILES, read_idx
+from hytnas.data.arrays import FASHION_MNIST_FILES, read_idx, write_idx
 
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
 OUT = Path(__file__).resolve().parents[1] / ".gpudata"
-
-
-def write_idx(path: Path, arr: np.ndarray) -> None:
-    """``arr`` (uint8) as an IDX file of unsigned bytes, gzip-compressed."""
-    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    with gzip.open(path, "wb", compresslevel=6) as fh:
-        fh.write(header + np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
 
 
 def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:

@@ -7,30 +7,15 @@
 """
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from hytnas.data.arrays import read_idx, write_idx
 
 FMNIST_DIR = Path(os.environ.get("HYTNAS_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    with gzip.open(path, "wb", compresslevel=1) as fh:
-        fh.write(header + np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +29,7 @@ def fmnist_dir() -> Path:
 def fmnist_tiny(fmnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fmnist-tiny")
     for name, n in zip(FMNIST_FILES, (1200, 1200, 400, 400)):
-        _write_idx(out / f"{name}.gz", _read_idx(fmnist_dir / f"{name}.gz")[:n])
+        write_idx(out / f"{name}.gz", read_idx(fmnist_dir / f"{name}.gz")[:n], compresslevel=1)
     return out
 
 

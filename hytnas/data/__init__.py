@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hytnas.data.arrays import CIFAR10DataModule, FashionMNISTDataModule, read_cifar_batch, read_idx
+from hytnas.data.arrays import CIFAR10DataModule, FashionMNISTDataModule, read_cifar_batch, read_idx, write_idx
 from hytnas.data.base import ImageDataModule, Splits, batch_loader, default_cache_dir, default_data_dir, split_indices
 from hytnas.data.datasets import BatchTransform, ImageFileDataset, TensorImageDataset
 from hytnas.data.folders import ImageFolderDataModule, VWWDataModule
@@ -73,5 +73,5 @@ __all__ = [
     "DATASETS", "DEFAULT_DATASET", "get_datamodule", "canonical_name", "ImageDataModule",
     "FashionMNISTDataModule", "CIFAR10DataModule", "VWWDataModule", "ImageFolderDataModule",
     "TensorImageDataset", "ImageFileDataset", "BatchTransform", "Splits", "split_indices", "batch_loader",
-    "default_data_dir", "default_cache_dir", "read_idx", "read_cifar_batch",
+    "default_data_dir", "default_cache_dir", "read_idx", "write_idx", "read_cifar_batch",
 ]

@@ -124,6 +124,18 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def write_idx(path: Path, arr: np.ndarray, compresslevel: int = 6) -> None:
+    """``arr`` as an IDX file of unsigned bytes (the Fashion-MNIST format :func:`read_idx` reads),
+    gzip-compressed when ``path`` ends in ``.gz``."""
+    blob = (bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+            + np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
+    if Path(path).suffix == ".gz":
+        with gzip.open(path, "wb", compresslevel=compresslevel) as fh:
+            fh.write(blob)
+    else:
+        Path(path).write_bytes(blob)
+
+
 def _idx_file(folder: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz"):
         if (folder / name).is_file():

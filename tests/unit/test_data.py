@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from hytnas.data import (
     read_idx,
     split_indices,
 )
+from hytnas.data.arrays import write_idx
 from hytnas.data.base import SeededBatchSampler, batch_loader
 from hytnas.data.datasets import TensorImageDataset, random_crop_flip
 from hytnas.errors import ConfigError, DataError
@@ -29,23 +29,13 @@ SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ------------------------------------------------------------------------------ generators
-def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> None:
-    """An IDX file of unsigned bytes, as the Fashion-MNIST originals."""
-    blob = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
-    if compress:
-        with gzip.open(path, "wb", compresslevel=1) as fh:
-            fh.write(blob)
-    else:
-        path.write_bytes(blob)
-
-
 def make_fmnist(folder: Path, n_train: int = 60, n_test: int = 20, compress: bool = True, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".gz" if compress else ""
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)), compress)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(n) % 10, compress)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)), compresslevel=1)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", np.arange(n) % 10, compresslevel=1)
     return folder
 
 
