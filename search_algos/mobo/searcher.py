@@ -31,7 +31,7 @@ import torch
 
 from hytnas.errors import SearchError
 from hytnas.objectives import Constraint, Objective, to_maximize
-from hytnas.space import Arch, Space
+from hytnas.space import GENES, Arch, Space
 from search_algos.base import ArchSearcher
 from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
 from search_algos.mobo.acquisition import ACQUISITIONS, REF_RULES, OutcomeLayout, declared_bounds, reference_point
@@ -45,10 +45,13 @@ class MOBOSearcher(ArchSearcher):
     Args:
         space, objectives, constraints: the problem (or pass a prepared ``problem=``).
         surrogate: ``"gp"`` (default) or ``"rank_ensemble"``.
-        acquisition: ``"qlognehvi"`` (default), ``"qlogehvi"`` or ``"parego"``.
+        acquisition: ``"parego"`` (default), ``"qlognehvi"`` or ``"qlogehvi"`` (see
+            :mod:`search_algos.mobo.acquisition` for why ParEGO is the default).
         batch_size: archs picked per acquisition optimisation (sequential greedy); the rest are
             queued for the next ``suggest`` calls.
         n_initial: size of the Sobol initial design (default ``min(10, d + 1)``; see the module doc).
+        initial_center: make the first design point the arch nearest to the centre of the
+            encoding (every gene at its middle choice; Ax's default design starts there too).
         candidates: pool mode (arch-table CSV or list of archs).
         warm_start: arch-table CSV of prior observations (reported objective columns required).
         max_concurrent: pending trials at most (Tune's ``max_concurrent_trials`` overrides it).
@@ -82,10 +85,11 @@ class MOBOSearcher(ArchSearcher):
         *,
         problem: Problem | None = None,
         surrogate: str = "gp",
-        acquisition: str = "qlognehvi",
+        acquisition: str = "parego",
         batch_size: int = 1,
         seed: int = 0,
         n_initial: int | None = None,
+        initial_center: bool = False,
         candidates: str | Path | Sequence[Arch] | None = None,
         warm_start: str | Path | None = None,
         max_concurrent: int = 1,
@@ -122,6 +126,8 @@ class MOBOSearcher(ArchSearcher):
                 raise SearchError(f"mobo {name}: must be an integer >= {lo}, got {v!r}")
         if n_initial is not None and (not isinstance(n_initial, int) or n_initial < 0):
             raise SearchError(f"mobo n_initial: must be an integer >= 0, got {n_initial!r}")
+        if not isinstance(initial_center, bool):
+            raise SearchError(f"mobo initial_center: must be true or false, got {initial_center!r}")
         super().__init__(problem, seed=seed, max_concurrent=max_concurrent, candidates=candidates,
                          warm_start=warm_start)
         self.surrogate = surrogate
@@ -142,6 +148,7 @@ class MOBOSearcher(ArchSearcher):
         self.torch_threads = torch_threads
         d_eff = sum(len(v) > 1 for v in problem.space.latent_choices().values())
         self.n_initial = min(10, d_eff + 1) if n_initial is None else n_initial
+        self.initial_center = initial_center
         self._queue: list[Arch] = []
         self._warm: dict[str, Any] | None = None  # hyperparameters of the last fit (plain lists)
         self._warm_n = -1  # observations the last fit saw
@@ -178,6 +185,8 @@ class MOBOSearcher(ArchSearcher):
             return []
         space = self.problem.space
         sobol = space.sample(min(max(4 * n, 64), space.cardinality()), seed=self.seed, method="sobol")
+        if self.initial_center:
+            sobol = [*space.nearest(torch.full((1, len(GENES)), 0.5, dtype=torch.float64)), *sobol]
         if self.pool is not None:
             pool = self._pool_left()
             if not pool:
@@ -361,6 +370,7 @@ class MOBOSearcher(ArchSearcher):
             "acquisition": self.acquisition,
             "batch_size": self.batch_size,
             "n_initial": self.n_initial,
+            "initial_center": self.initial_center,
             "mc_samples": self.mc_samples,
             "search": asdict(self.settings),
             "pool_size": None if self.pool is None else len(self.pool),

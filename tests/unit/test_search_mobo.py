@@ -251,6 +251,25 @@ def test_single_and_all_known_objectives():
     assert known.last_timings and len({c["arch_id"] for c in cfgs}) == 3
 
 
+def test_initial_center_puts_the_middle_arch_first():
+    mid = SPACE.nearest(torch.full((1, 23), 0.5, dtype=torch.float64))[0]
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, initial_center=True, seed=0,
+                     **FAST)
+    plain = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, seed=0, **FAST)
+    assert s.design[0] == mid and s.design[1:] == plain.design[:2]
+    assert SPACE.from_config(s.suggest("t0")) == mid
+    assert s.get_state()["settings"]["initial_center"] is True
+
+
+def test_default_acquisition_is_parego(monkeypatch):
+    names = []
+    real = core.build_acquisition
+    monkeypatch.setattr(core, "build_acquisition", lambda name, *a, **k: names.append(name) or real(name, *a, **k))
+    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=2, seed=0, **FAST)
+    run(s, 3)
+    assert s.acquisition == "parego" and names == ["parego"]
+
+
 def test_pending_archs_go_to_the_acquisition_as_x_pending(monkeypatch):
     seen = []
     real = core.build_acquisition
