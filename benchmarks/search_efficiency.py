@@ -1,6 +1,7 @@
 """Search efficiency: every searcher through Ray Tune with equal budgets and several seeds.
 
-Searchers: ``mobo`` (GP), ``mobo-rank_ensemble``, ``random``, ``optuna-nsga2``, ``optuna-tpe``,
+Searchers: ``mobo`` (GP, ParEGO), ``mobo-qlognehvi`` (GP, qLogNEHVI: ``mobo``'s default
+acquisition before ParEGO), ``mobo-rank_ensemble``, ``random``, ``optuna-nsga2``, ``optuna-tpe``,
 ``optuna-gp`` (all from ``search_algos.make_search_alg``) and ``ax`` (Ax's default
 multi-objective generation strategy, ``hytnas.benchmark.ax_search.AxArchSearch``; ax-platform is
 a benchmark-only extra). Each run is one ``tune.Tuner`` with one trial at a time
@@ -59,7 +60,6 @@ from hytnas.objectives import Objective, get_objectives  # noqa: E402
 from hytnas.space import get_space  # noqa: E402
 from hytnas.utils import atomic_write_json  # noqa: E402
 
-SEARCHERS = ("mobo", "mobo-rank_ensemble", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
 MILESTONES = (50, 100, 200, 500)
 TARGETS = (0.95, 0.99)
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "search_efficiency"
@@ -141,19 +141,11 @@ def timed(searcher):
 
 
 def make_searcher(name: str, problem: Problem, seed: int):
-    if name == "ax":
-        from hytnas.benchmark.ax_search import AxArchSearch
+    from hytnas.benchmark.run import make_benchmark_searcher
 
-        return AxArchSearch(problem.space, problem.objectives, seed=seed, candidates=problem.candidates)
-    from search_algos import make_search_alg
-
-    options: dict[str, Any] = {"torch_threads": 1} if name.startswith("mobo") else {}
-    if name == "mobo-rank_ensemble":
-        name, options = "mobo", {**options, "surrogate": "rank_ensemble"}
-    if problem.candidates is not None:
-        options["candidates"] = problem.candidates
-    return make_search_alg(name, space=problem.space, objectives=problem.objectives, seed=seed, max_concurrent=1,
-                           options=options, **problem.factory_kwargs)
+    return make_benchmark_searcher(name, problem.space, problem.objectives, seed, candidates=problem.candidates,
+                                   options={"torch_threads": 1} if name.startswith("mobo") else None,
+                                   **problem.factory_kwargs)
 
 
 def run_one(name: str, problem: Problem, seed: int, budget: int, storage: Path) -> dict[str, Any]:
@@ -186,6 +178,8 @@ def curve(run: dict[str, Any], problem_objectives: Sequence[Objective], ref: tor
 
 
 def report(out: Path, problem: Problem) -> dict[str, Any]:
+    from hytnas.benchmark.run import SEARCHERS
+
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     if not runs:
         raise SystemExit(f"no runs in {out / 'runs'}")
@@ -305,6 +299,8 @@ def _plot(by: dict[str, list[dict[str, Any]]], best: float, path: Path, problem:
 
 # ---------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    from hytnas.benchmark.run import SEARCHERS  # imports Ray: not at module level (mobo_ablation.py runs without it)
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--problem", choices=("dtlz2", "table"), default="dtlz2")
     ap.add_argument("--table", type=Path, default=DEFAULT_TABLE)

@@ -10,9 +10,9 @@ and is reported apart (``first_call_s``): during a search the model is refitted 
 previous fit's hyperparameters. Wall time and process CPU time are both reported: on a shared
 machine the wall time also counts the time other processes hold the cores.
 
-Searchers: ``mobo`` (GP, qLogNEHVI; the breakdown fit / candidates / acquisition comes from
-``MOBOSearcher.last_timings``), ``mobo-rank_ensemble`` and Optuna's ``GPSampler`` through
-``search_algos`` (``optuna-gp``) on the same problem.
+Searchers: ``mobo`` (GP, ParEGO; the breakdown fit / candidates / acquisition comes from
+``MOBOSearcher.last_timings``), ``mobo-qlognehvi`` (GP, qLogNEHVI), ``mobo-rank_ensemble`` and
+Optuna's ``GPSampler`` through ``search_algos`` (``optuna-gp``) on the same problem.
 
 Targets: mobo p95 < 2 s at 200 observations and < 10 s at 1000; mobo median no slower than
 Optuna's GPSampler. Output: a printed table and ``benchmarks/results/searcher_overhead.json``.
@@ -40,7 +40,7 @@ from hytnas.space import get_space  # noqa: E402
 from hytnas.utils import atomic_write_json  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "searcher_overhead.json"
-SEARCHERS = ("mobo", "mobo-rank_ensemble", "optuna-gp")
+SEARCHERS = ("mobo", "mobo-qlognehvi", "mobo-rank_ensemble", "optuna-gp")
 SPACE = get_space("hytnas")
 _W = torch.linspace(0.5, 1.5, 23, dtype=torch.float64)
 
@@ -52,14 +52,13 @@ def accuracy(arch) -> float:
 
 
 def build(name: str, seed: int):
+    from hytnas.benchmark.run import SEARCHER_VARIANTS
     from search_algos import make_search_alg
 
     opts: dict[str, Any] = {}
     if name.startswith("mobo"):
-        opts = {"n_initial": 0}
-        if name == "mobo-rank_ensemble":
-            opts["surrogate"] = "rank_ensemble"
-        name = "mobo"
+        name, extra = SEARCHER_VARIANTS.get(name, (name, {}))
+        opts = {"n_initial": 0, **extra}
     return make_search_alg(name, space=SPACE, objectives=["val_accuracy", "params_k"], seed=seed, max_concurrent=1,
                            options=opts)
 

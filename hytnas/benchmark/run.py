@@ -47,7 +47,12 @@ from hytnas.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-SEARCHERS = ("mobo", "mobo-rank_ensemble", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
+#: benchmark labels that are a built-in searcher with options: label -> (searcher, options)
+SEARCHER_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "mobo-qlognehvi": ("mobo", {"acquisition": "qlognehvi"}),  # mobo's default acquisition before ParEGO
+    "mobo-rank_ensemble": ("mobo", {"surrogate": "rank_ensemble"}),  # the paper's surrogate
+}
+SEARCHERS = ("mobo", *SEARCHER_VARIANTS, "random", "optuna-nsga2", "optuna-tpe", "optuna-gp", "ax")
 PROBLEMS = ("table", "surrogate")
 MILESTONES = (50, 100, 200, 500)
 TARGETS = (0.95, 0.99)
@@ -98,25 +103,33 @@ class Completions(Callback):
         self.results.append({"error": True})
 
 
+def make_benchmark_searcher(name: str, space: Any, objectives: Sequence[Objective], seed: int, *,
+                            candidates: Sequence[Any] | None = None, options: dict[str, Any] | None = None,
+                            **factory_kwargs: Any):
+    """The searcher labelled ``name`` (:data:`SEARCHERS`), one trial at a time; pool mode over
+    ``candidates`` when given; ``factory_kwargs`` (``num_classes``, ...) go to
+    :func:`search_algos.make_search_alg`."""
+    if name == "ax":
+        from hytnas.benchmark.ax_search import AxArchSearch
+
+        return AxArchSearch(space, objectives, seed=seed, candidates=candidates)
+    from search_algos import make_search_alg
+
+    name, extra = SEARCHER_VARIANTS.get(name, (name, {}))
+    opts = {**(options or {}), **extra}
+    if candidates is not None:
+        opts["candidates"] = list(candidates)
+    return make_search_alg(name, space=space, objectives=objectives, seed=seed, max_concurrent=1, options=opts,
+                           **factory_kwargs)
+
+
 def make_searcher(name: str, table: BenchmarkTable, objectives: Sequence[Objective], seed: int, pool: bool,
                   options: dict[str, Any] | None = None):
     """The searcher ``name`` for the benchmark (pool mode over the table's archs when ``pool``)."""
     head = table.header
-    num_classes, in_channels = int(head.get("num_classes", 10)), int(head.get("in_channels", 1))
-    if name == "ax":
-        from hytnas.benchmark.ax_search import AxArchSearch
-
-        return AxArchSearch(table.space, objectives, seed=seed, candidates=table.archs if pool else None)
-    from search_algos import make_search_alg
-
-    opts = dict(options or {})
-    if name == "mobo-rank_ensemble":  # the paper's surrogate: MOBO with the rank-preserving MLP ensemble
-        name, opts = "mobo", {**opts, "surrogate": "rank_ensemble"}
-    if pool:
-        opts["candidates"] = list(table.archs)
-    return make_search_alg(name, space=table.space, objectives=objectives, seed=seed, max_concurrent=1,
-                           num_classes=num_classes, in_channels=in_channels, input_size=table.space.input_size,
-                           options=opts)
+    return make_benchmark_searcher(name, table.space, objectives, seed, candidates=table.archs if pool else None,
+                                   options=options, num_classes=int(head.get("num_classes", 10)),
+                                   in_channels=int(head.get("in_channels", 1)), input_size=table.space.input_size)
 
 
 def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str) -> list[dict[str, Any]]:
@@ -371,5 +384,5 @@ def plot_curves(doc: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "curve_of", "summarize",
+__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher", "curve_of", "summarize",
            "format_summary", "plot_curves", "SEARCHERS", "PROBLEMS"]

@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
     r = sub.add_parser("run", help="searchers x seeds on the table or its surrogate: HV curves and summary")
     r.add_argument("--problem", required=True, choices=("table", "surrogate"))
     r.add_argument("--searchers", default="mobo,random,optuna-nsga2,optuna-tpe,ax",
-                   help="comma-separated: mobo, mobo-rank_ensemble, random, optuna-nsga2, optuna-tpe, optuna-gp, ax")
+                   help="comma-separated: mobo, mobo-qlognehvi, mobo-rank_ensemble, random, optuna-nsga2, "
+                        "optuna-tpe, optuna-gp, ax")
     r.add_argument("--budget", type=int, default=500, help="evaluations per run (default: 500)")
     r.add_argument("--seeds", type=int, default=5, help="runs per searcher, seeds 0..N-1 (default: 5)")
     r.add_argument("--table", default=str(DEFAULT_TABLE), help="benchmark table (default: the shipped one)")

@@ -135,6 +135,7 @@ def drive_space(searcher, space, n):
         ("mobo", {"options": {"acquisition": "ucb"}}, "acquisition 'ucb': unknown"),
         ("mobo", {"options": {"batch_size": 0}}, "batch_size: must be an integer >= 1"),
         ("mobo", {"options": {"relax_starts": -1}}, "relax_starts: must be an integer >= 0"),
+        ("mobo", {"options": {"initial_center": "yes"}}, "initial_center: must be true or false"),
         ("mobo", {"options": {"surrogate_options": {"kernel": "rbf"}}},
          "surrogate_options.kernel: 'rbf' is unknown; use one of matern, categorical"),
         ("mobo", {"options": {"ref_point": {"val_accuracy": 0.1}}}, "ref_point: 'params_k'"),
@@ -163,3 +164,15 @@ def test_known_fns_override_cost_model():
     s = make_search_alg("random", space=SPACE, objectives=["val_accuracy", "params_k"], constraints=["params_k <= 2"],
                         known_fns={"params_k": fake_params})
     assert s.suggest("a") is not None and calls
+
+
+@pytest.mark.parametrize("label, attr, value", [("mobo", "acquisition", "parego"),
+                                                ("mobo-qlognehvi", "acquisition", "qlognehvi"),
+                                                ("mobo-rank_ensemble", "surrogate", "rank_ensemble")])
+def test_benchmark_labels_are_mobo_with_options(label, attr, value):
+    from hytnas.benchmark.run import SEARCHERS, make_benchmark_searcher
+
+    pool = SPACE.sample(6, seed=3)
+    s = make_benchmark_searcher(label, SPACE, ["val_accuracy", "params_k"], 0, candidates=pool, options=FAST_MOBO)
+    assert label in SEARCHERS and s.kind == "mobo" and getattr(s, attr) == value
+    assert {SPACE.from_config(c) for c in drive(s, 6)} == set(pool)  # pool mode
