@@ -5,25 +5,25 @@ The problem, reference point and "best known" HV are those of ``benchmarks/searc
 the run), so the HV fractions compare with that table. The searcher is driven directly (``suggest`` / ``on_trial_complete``, one trial at a
 time, no Ray: the same calls Tune makes), which makes a 100-evaluation run take minutes.
 
-Variants (``--variants``, comma-separated; each is a set of ``MOBOSearcher`` options):
-
-- ``default``: the shipped settings (reference point from the observed Pareto front);
-- ``ref-data``: the reference point from all observations (the previous default);
-- ``relax``: continuous relaxation on (``relax_starts=4, relax_iters=50``: L-BFGS-B on the
-  acquisition over the encoding from the 4 best candidates, rounded with ``Space.nearest``);
-- ``relax-long``: ``relax`` plus a longer hill-climb (``local_search_starts=8, local_search_steps=40``);
-- ``categorical``: the GP with BoTorch's ``CategoricalKernel`` (``surrogate_options={"kernel":
-  "categorical"}``) instead of the ordinal Matern-5/2.
-
-``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were compared with
-the default of the time.
+Variants (``--variants``, comma-separated; each is a set of ``MOBOSearcher`` options, see
+:data:`VARIANTS`): ``default`` (the shipped settings: ParEGO since session 4) and ``parego``;
+``nehvi`` (qLogNEHVI, the default until session 4, with the reference point from the observed
+front) and, around it: ``ref-data`` (reference point from all observations), ``relax`` (continuous
+relaxation: L-BFGS-B on the acquisition over the encoding from the 4 best candidates, rounded
+with ``Space.nearest``), ``relax-long`` (``relax`` + 8 starts and 40 hill-climb steps),
+``categorical`` / ``categorical-front`` (BoTorch's ``CategoricalKernel`` instead of the ordinal
+Matern-5/2), ``deep-ls`` (8 starts, 40 steps), ``big-pool`` (2048 random + 512 mutated
+candidates), ``n-init-5`` (a 5-point Sobol design), ``center`` (``initial_center``), and
+``qlogehvi``. ``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were
+compared with the default of the time.
 
 Every run is stored as it ends (``<out>/runs/<variant>-seed<k>.json``; existing runs are
 skipped, so the script resumes and several processes can fill one folder); the summary (printed
-and ``<out>/mobo_ablation.json``) gives HV / best known at 25, 50 and 100 evaluations (mean, std
-and per seed) and the median time per suggestion.
+and ``<out>/mobo_ablation.json``) gives HV / best known at 25, 50, 100 and 200 evaluations (mean,
+std and per seed) and the median time per suggestion. ``benchmarks/device_ablation.sh`` runs it
+one process per run on a many-core machine.
 
-    .venv/bin/python benchmarks/mobo_ablation.py --variants default,ref-data --seeds 5
+    .venv/bin/python benchmarks/mobo_ablation.py --variants nehvi,ref-data --seeds 5
     .venv/bin/python benchmarks/mobo_ablation.py --report
 """
 from __future__ import annotations
@@ -48,15 +48,24 @@ from hytnas.space import get_space  # noqa: E402
 from hytnas.utils import atomic_write_json  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "ref-data": {"ref_point": "data"},
-    # the three below were measured against the "data" reference point (the default until then)
-    "relax": {"ref_point": "data", "relax_starts": 4, "relax_iters": 50},
-    "relax-long": {"ref_point": "data", "relax_starts": 4, "relax_iters": 50, "local_search_starts": 8,
-                   "local_search_steps": 40},
-    "categorical": {"ref_point": "data", "surrogate_options": {"kernel": "categorical"}},
+    "default": {},  # the shipped settings (ParEGO since session 4)
+    "parego": {"acquisition": "parego"},
+    # qLogNEHVI (the default until session 4) and what was tried around it
+    "nehvi": {"acquisition": "qlognehvi"},
+    "ref-data": {"acquisition": "qlognehvi", "ref_point": "data"},
+    # relax, relax-long and categorical were measured against the "data" reference point (the default then)
+    "relax": {"acquisition": "qlognehvi", "ref_point": "data", "relax_starts": 4, "relax_iters": 50},
+    "relax-long": {"acquisition": "qlognehvi", "ref_point": "data", "relax_starts": 4, "relax_iters": 50,
+                   "local_search_starts": 8, "local_search_steps": 40},
+    "categorical": {"acquisition": "qlognehvi", "ref_point": "data", "surrogate_options": {"kernel": "categorical"}},
+    "categorical-front": {"acquisition": "qlognehvi", "surrogate_options": {"kernel": "categorical"}},
+    "deep-ls": {"acquisition": "qlognehvi", "local_search_starts": 8, "local_search_steps": 40},
+    "big-pool": {"acquisition": "qlognehvi", "num_random": 2048, "num_mutations": 512},
+    "n-init-5": {"acquisition": "qlognehvi", "n_initial": 5},
+    "center": {"acquisition": "qlognehvi", "initial_center": True},
+    "qlogehvi": {"acquisition": "qlogehvi"},
 }
-MILESTONES = (25, 50, 100)
+MILESTONES = (25, 50, 100, 200)
 OUT = ROOT / "benchmarks" / "results" / "mobo_ablation"
 
 
@@ -87,7 +96,7 @@ def run_one(variant: str, seed: int, budget: int, ref: torch.Tensor, best: float
         Ys.append(y)
     curve = [hv / best for hv in hv_curve(torch.stack(Ys).to(torch.float64), objectives, ref)]
     return {"variant": variant, "options": VARIANTS[variant], "seed": seed, "budget": budget, "curve": curve,
-            "suggest_s": times, "ref_point_max": ref.tolist(), "best_known_hv": best}
+            "Y": torch.stack(Ys).tolist(), "suggest_s": times, "ref_point_max": ref.tolist(), "best_known_hv": best}
 
 
 def report(out: Path) -> dict[str, Any]:
