@@ -14,8 +14,10 @@ with ``Space.nearest``), ``relax-long`` (``relax`` + 8 starts and 40 hill-climb 
 ``categorical`` / ``categorical-front`` (BoTorch's ``CategoricalKernel`` instead of the ordinal
 Matern-5/2), ``deep-ls`` (8 starts, 40 steps), ``big-pool`` (2048 random + 512 mutated
 candidates), ``n-init-5`` (a 5-point Sobol design), ``center`` (``initial_center``), and
-``qlogehvi``. ``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were
-compared with the default of the time.
+``qlogehvi``; ``parego-deep-ls`` and ``parego-categorical`` try the longer hill-climb and the
+categorical kernel on ParEGO.
+``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were compared with
+the default of the time.
 
 Every run is stored as it ends (``<out>/runs/<variant>-seed<k>.json``; existing runs are
 skipped, so the script resumes and several processes can fill one folder); the summary (printed
@@ -50,6 +52,8 @@ from hytnas.utils import atomic_write_json  # noqa: E402
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},  # the shipped settings (ParEGO since session 4)
     "parego": {"acquisition": "parego"},
+    "parego-deep-ls": {"acquisition": "parego", "local_search_starts": 8, "local_search_steps": 40},
+    "parego-categorical": {"acquisition": "parego", "surrogate_options": {"kernel": "categorical"}},
     # qLogNEHVI (the default until session 4) and what was tried around it
     "nehvi": {"acquisition": "qlognehvi"},
     "ref-data": {"acquisition": "qlognehvi", "ref_point": "data"},
