@@ -26,9 +26,9 @@ _OPTIONS = {
     "random": {"candidates", "warm_start", "max_epochs"},
     "optuna": {"candidates", "max_epochs", "max_rejections"},
     "mobo": {
-        "candidates", "warm_start", "max_epochs", "surrogate", "acquisition", "batch_size", "n_initial", "initial_center",
-        "num_random", "num_mutations", "local_search_steps", "local_search_starts", "relax_starts", "relax_iters",
-        "mc_samples", "surrogate_options", "ref_point", "torch_threads",
+        "candidates", "warm_start", "max_epochs", "surrogate", "acquisition", "batch_size", "n_initial",
+        "initial_center", "num_random", "num_mutations", "local_search_steps", "local_search_starts", "relax_starts",
+        "relax_iters", "mc_samples", "surrogate_options", "ref_point", "torch_threads",
     },
 }
 

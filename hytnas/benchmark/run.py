@@ -384,5 +384,5 @@ def plot_curves(doc: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher", "curve_of", "summarize",
-           "format_summary", "plot_curves", "SEARCHERS", "PROBLEMS"]
+__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher",
+           "curve_of", "summarize", "format_summary", "plot_curves", "SEARCHERS", "SEARCHER_VARIANTS", "PROBLEMS"]
