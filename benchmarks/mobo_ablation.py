@@ -14,8 +14,8 @@ with ``Space.nearest``), ``relax-long`` (``relax`` + 8 starts and 40 hill-climb 
 ``categorical`` / ``categorical-front`` (BoTorch's ``CategoricalKernel`` instead of the ordinal
 Matern-5/2), ``deep-ls`` (8 starts, 40 steps), ``big-pool`` (2048 random + 512 mutated
 candidates), ``n-init-5`` (a 5-point Sobol design), ``center`` (``initial_center``), and
-``qlogehvi``; ``parego-deep-ls`` and ``parego-categorical`` try the longer hill-climb and the
-categorical kernel on ParEGO.
+``qlogehvi``; ``parego-deep-ls``, ``parego-categorical`` and ``parego-full-fit`` try the longer
+hill-climb, the categorical kernel and a full GP refit at every step on ParEGO.
 ``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were compared with
 the default of the time.
 
@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "parego": {"acquisition": "parego"},
     "parego-deep-ls": {"acquisition": "parego", "local_search_starts": 8, "local_search_steps": 40},
     "parego-categorical": {"acquisition": "parego", "surrogate_options": {"kernel": "categorical"}},
+    "parego-full-fit": {"acquisition": "parego", "surrogate_options": {"warm_maxiter": 200}},
     # qLogNEHVI (the default until session 4) and what was tried around it
     "nehvi": {"acquisition": "qlognehvi"},
     "ref-data": {"acquisition": "qlognehvi", "ref_point": "data"},
