@@ -52,6 +52,8 @@ from hytnas.errors import SearchError
 from hytnas.objectives import Constraint, Objective, to_maximize
 
 ACQUISITIONS = ("qlognehvi", "qlogehvi", "parego")
+#: the acquisitions that take a hypervolume reference point (ParEGO scalarises instead)
+HV_ACQUISITIONS = ("qlognehvi", "qlogehvi")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,14 @@ from hytnas.objectives import Constraint, Objective, to_maximize
 from hytnas.space import GENES, Arch, Space
 from search_algos.base import ArchSearcher
 from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
-from search_algos.mobo.acquisition import ACQUISITIONS, REF_RULES, OutcomeLayout, declared_bounds, reference_point
+from search_algos.mobo.acquisition import (
+    ACQUISITIONS,
+    HV_ACQUISITIONS,
+    REF_RULES,
+    OutcomeLayout,
+    declared_bounds,
+    reference_point,
+)
 from search_algos.mobo.core import RowTable, SearchSettings, generate_candidates, make_model, pareto_anchors, propose
 from search_algos.mobo.surrogates import KERNELS, SURROGATES, fit_surrogate
 
@@ -315,13 +322,13 @@ class MOBOSearcher(ArchSearcher):
             r = len(p.reported_objectives)
             feas = torch.tensor([all(c.ok(float(y[r + i])) for i, c in enumerate(p.reported_constraints))
                                  for y in Y], dtype=torch.bool)
-        if self.ref_point is not None:
+        if len(p.objectives) < 2 or self.acquisition not in HV_ACQUISITIONS:
+            ref = None  # single objective (qLogNEI) or ParEGO: no hypervolume, no reference point
+        elif self.ref_point is not None:
             ref = torch.tensor(self.ref_point, dtype=torch.float64)
-        elif len(p.objectives) > 1:
+        else:
             Yref = Ymax[feas] if feas is not None and bool(feas.any()) else Ymax
             ref = reference_point(Yref, declared_bounds(p.objectives, p.constraints), rule=self.ref_rule)
-        else:
-            ref = None
         pool_set = set(self.pool) if self.pool is not None else None
         anchors = pareto_anchors(archs, Ymax, feas, self.settings.max_anchors, self.rng)
         if self.pool is not None:
