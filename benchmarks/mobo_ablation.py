@@ -14,8 +14,9 @@ with ``Space.nearest``), ``relax-long`` (``relax`` + 8 starts and 40 hill-climb 
 ``categorical`` / ``categorical-front`` (BoTorch's ``CategoricalKernel`` instead of the ordinal
 Matern-5/2), ``deep-ls`` (8 starts, 40 steps), ``big-pool`` (2048 random + 512 mutated
 candidates), ``n-init-5`` (a 5-point Sobol design), ``center`` (``initial_center``), and
-``qlogehvi``; ``parego-deep-ls``, ``parego-categorical`` and ``parego-full-fit`` try the longer
-hill-climb, the categorical kernel and a full GP refit at every step on ParEGO.
+``qlogehvi``; ``parego-deep-ls``, ``parego-categorical``, ``parego-full-fit`` and
+``parego-n-init-20`` try the longer hill-climb, the categorical kernel, a full GP refit at every
+step and a 20-point Sobol design on ParEGO.
 ``relax``, ``relax-long`` and ``categorical`` use ``ref_point="data"``: they were compared with
 the default of the time.
 
@@ -55,6 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "parego-deep-ls": {"acquisition": "parego", "local_search_starts": 8, "local_search_steps": 40},
     "parego-categorical": {"acquisition": "parego", "surrogate_options": {"kernel": "categorical"}},
     "parego-full-fit": {"acquisition": "parego", "surrogate_options": {"warm_maxiter": 200}},
+    "parego-n-init-20": {"acquisition": "parego", "n_initial": 20},
     # qLogNEHVI (the default until session 4) and what was tried around it
     "nehvi": {"acquisition": "qlognehvi"},
     "ref-data": {"acquisition": "qlognehvi", "ref_point": "data"},
