@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--statistic", choices=("median", "min"), default="median",
                    help="timing the table and latency_ms stand for: median (default) or min, the fastest run "
                         "(least disturbed by other processes: prefer it on a shared machine)")
+    p.add_argument("--rounds", type=int, default=1, metavar="K",
+                   help="passes over all units (then all validation archs), each timing every one --runs "
+                        "(--validate-runs) times; a unit keeps its fastest run and its fastest round's median. "
+                        "K >= 3 evens out a virtual machine's drift over minutes (default 1; a finished run can be "
+                        "continued with a larger K)")
     p.add_argument("--count", action="store_true", help="only print how many units the run would time, then exit")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_run)
@@ -66,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         input_size=space.input_size, num_classes=args.num_classes, in_channels=args.in_channels, threads=args.threads,
         runs=args.runs, warmup=args.warmup, n_validate=args.n_validate, validate_runs=args.validate_runs,
         coverage=args.lut, sample=args.lut_sample, seed=args.seed, torch_device=args.torch_device,
-        statistic=args.statistic,
+        statistic=args.statistic, rounds=args.rounds,
     )
     if args.count:
         units = units_to_profile(space, settings)

@@ -232,6 +232,58 @@ def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
     assert res.n_units_timed_now == res.n_units - 7 and LatencyTable.load(tmp_path).complete
 
 
+def test_fold_round_keeps_the_fastest_run_and_the_fastest_round():
+    r1 = {"median_ms": 2.0, "min_ms": 1.5, "iqr_ms": 0.4, "p25_ms": 1.8, "p75_ms": 2.2, "runs": 10}
+    r2 = {"median_ms": 1.8, "min_ms": 1.6, "iqr_ms": 0.1, "p25_ms": 1.75, "p75_ms": 1.85, "runs": 10}
+    r3 = {"median_ms": 3.0, "min_ms": 1.2, "iqr_ms": 1.0, "p25_ms": 2.5, "p75_ms": 3.5, "runs": 5}
+    e = profiler_mod.fold_round(None, r1)
+    assert e == {**r1, "rounds": 1}
+    e = profiler_mod.fold_round(e, r2)  # lower median: its median and quartiles; the fastest run overall
+    assert e == {"median_ms": 1.8, "iqr_ms": 0.1, "p25_ms": 1.75, "p75_ms": 1.85, "min_ms": 1.5, "runs": 20, "rounds": 2}
+    e = profiler_mod.fold_round(e, r3)  # slower round: only its fastest run counts
+    assert (e["median_ms"], e["iqr_ms"], e["min_ms"], e["runs"], e["rounds"]) == (1.8, 0.1, 1.2, 25, 3)
+    old = {k: v for k, v in r1.items()}  # written before rounds existed: one round
+    assert profiler_mod.rounds_of(old) == 1 and profiler_mod.fold_round(old, r2)["rounds"] == 2
+    with pytest.raises(HardwareError, match="rounds must be >= 1"):
+        ProfileSettings(input_size=32, rounds=0)
+
+
+def test_profile_rounds_interleave_and_continue(tmp_path, micro, monkeypatch):
+    """Rounds are passes over the whole list (u1 u2 ... u1 u2 ...), and a finished one-round run
+    continued with rounds=2 times every unit and arch exactly once more, old CSVs included."""
+    order: list[int] = []
+    real = profiler_mod._time
+
+    def spy(module, *args, **kwargs):
+        order.append(sum(p.numel() for p in module.parameters()) * 1000 + args[0])  # unit identity: size, resolution
+        return real(module, *args, **kwargs)
+
+    out = tmp_path / "p"
+    one = ProfileSettings(input_size=32, n_validate=3, **FAST)
+    run_profile(micro, out, one)
+    first = LatencyTable.load(out).entries
+    # a validation table from before rounds existed: no latency_rounds column
+    lines = (out / "validation.csv").read_text().splitlines()
+    (out / "validation.csv").write_text("\n".join(",".join(c.split(",")[:-1]) if not c.startswith("#") else c
+                                                   for c in lines) + "\n")
+    monkeypatch.setattr(profiler_mod, "_time", spy)
+    res = run_profile(micro, out, ProfileSettings(input_size=32, n_validate=3, rounds=2, **FAST))
+    assert (res.n_units_timed_now, res.n_validate_timed_now) == (res.n_units, 3)
+    assert len(order) == res.n_units + 3  # one more round each, nothing else
+    lut = LatencyTable.load(out)
+    assert lut.complete and all(e["rounds"] == 2 and e["runs"] == 4 for e in lut.entries.values())
+    assert all(lut.entries[k]["min_ms"] <= first[k]["min_ms"] for k in first)
+    _, df = read_arch_table(out / "validation.csv", micro, metrics=("latency_ms", "latency_rounds"))
+    assert df["latency_rounds"].tolist() == [2, 2, 2]
+    again = run_profile(micro, out, ProfileSettings(input_size=32, n_validate=3, rounds=2, **FAST))
+    assert (again.n_units_timed_now, again.n_validate_timed_now) == (0, 0)
+
+    order.clear()
+    run_profile(micro, tmp_path / "q", ProfileSettings(input_size=32, n_validate=0, rounds=2, **FAST))
+    n = len(order) // 2
+    assert order[:n] == order[n:] and len(set(order[:n])) > 1  # the whole list, then the whole list again
+
+
 def test_profile_refuses_other_settings(tmp_path, micro):
     run_profile(micro, tmp_path, ProfileSettings(input_size=32, n_validate=0, **FAST))
     with pytest.raises(HardwareError, match="threads=1.*threads=2"):
