@@ -74,3 +74,7 @@ class GPPredictor(Predictor):
         sd = {k: torch.tensor(v, dtype=ref[k].dtype if k in ref else torch.float64) for k, v in state["state_dict"].items()}
         self.model.load_state_dict(sd, strict=False)
         self.model.eval()
+        # the targets as the fitted model saw them: standardised with the stored statistics (the
+        # statistics recomputed while building can differ in the last bit)
+        Y, _ = self.model.outcome_transform(t.reshape(-1, 1))
+        self.model.set_train_data(targets=Y.squeeze(-1), strict=False)
