@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from hytnas.hardware import LatencyTable, ProfileSettings, run_profile
+from hytnas.hardware.profiler import fold_round
 from hytnas.costs import measure_latency
 from hytnas.errors import HardwareError
 from hytnas.models import build_model
@@ -78,7 +79,7 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
                                runs=args.runs, warmup=args.warmup, n_validate=args.n_archs,
                                validate_runs=args.validate_runs, validate_warmup=5, coverage=args.lut,
                                sample=args.lut_sample, seed=args.seed, torch_device=args.torch_device,
-                               statistic="min")
+                               statistic="min", rounds=args.rounds)
     _log(f"== {name}: profiling into {work}")
     res = run_profile(space, work, settings, device_name=device_name(args.torch_device),
                       report=None if args.quiet else (lambda m: _log(f"  {m}")))
@@ -108,9 +109,11 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
             rows.append({"model": "lut-sum (no correction)", "fit_s": 0.0,
                          **prediction_metrics(y[te], plain(a_te)), "n_fallback": plain.n_fallback})
         for model in args.models:
-            if model == "lut" and not len(table):
+            if model in ("lut", "lut_gp") and not len(table):
                 continue
             kw = {"table": table} if model == "lut" else {"seed": args.seed}
+            if model == "lut_gp":
+                kw["table"] = table
             pred = make_predictor(model, space, num_classes=args.num_classes, **kw)
             t0 = time.perf_counter()
             pred.fit(a_tr, y[tr])
@@ -126,7 +129,7 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
         }
     return {
         "space": name, "input_size": space.input_size, "torch_device": args.torch_device, "threads": args.threads,
-        "n_units": res.n_units, "lut_coverage": args.lut,
+        "n_units": res.n_units, "lut_coverage": args.lut, "rounds": args.rounds,
         "lut_profile_s": None if lut_s is None else round(lut_s, 1), "unit_runs": args.runs,
         "lut_profile_met": lut_s is not None and lut_s <= TARGET_LUT_S,
         "n_archs": len(archs), "n_train": len(tr), "n_test": len(te), "validate_runs": args.validate_runs,
@@ -151,14 +154,19 @@ def _record_lut_seconds(work: Path, seconds: float) -> None:
 def _redrift(space, archs, first, settings) -> dict:
     """Re-time archs at the end: ``|new - old| / old`` per statistic (what a second measurement
     of the same arch disagrees by: the floor under any predictor's error), on the profile's device."""
+    new: list[dict | None] = [None] * len(archs)
+    for _ in range(settings.rounds):  # the same interleaved rounds as the profile
+        for j, a in enumerate(archs):
+            m = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
+            m = m.to(settings.torch_device)
+            r = measure_latency(m, settings.input_size, settings.in_channels, threads=settings.threads,
+                                runs=settings.validate_runs, warmup=5)
+            new[j] = fold_round(new[j], {"median_ms": r.median_ms, "min_ms": r.min_ms, "iqr_ms": r.iqr_ms,
+                                         "p25_ms": r.p25_ms, "p75_ms": r.p75_ms, "runs": r.runs})
     rel: dict[str, list[float]] = {"median": [], "min": []}
-    for a, (_, old) in zip(archs, first.iterrows()):
-        m = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
-        m = m.to(settings.torch_device)
-        r = measure_latency(m, settings.input_size, settings.in_channels, threads=settings.threads,
-                            runs=settings.validate_runs, warmup=5)
-        rel["median"].append(abs(r.median_ms - old["latency_median_ms"]) / old["latency_median_ms"])
-        rel["min"].append(abs(r.min_ms - old["latency_min_ms"]) / old["latency_min_ms"])
+    for r, (_, old) in zip(new, first.iterrows()):
+        rel["median"].append(abs(r["median_ms"] - old["latency_median_ms"]) / old["latency_median_ms"])
+        rel["min"].append(abs(r["min_ms"] - old["latency_min_ms"]) / old["latency_min_ms"])
     return {stat: {"n": len(v), "median": float(np.median(v)), "p90": float(np.percentile(v, 90)),
                    "within_10": float(np.mean(np.array(v) <= 0.10))} for stat, v in rel.items()}
 
@@ -195,10 +203,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--spaces", default=",".join(builtin_spaces()), help="comma-separated (default: all built-in)")
     ap.add_argument("--n-archs", type=int, default=300, help="archs timed end to end per space (default 300)")
     ap.add_argument("--n-train", type=int, default=100, help="training archs; the rest are the test set (default 100)")
-    ap.add_argument("--models", default="lut,gp,rank_ensemble")
-    ap.add_argument("--runs", type=int, default=10, help="timed passes per unit (default 10)")
+    ap.add_argument("--models", default="lut,lut_gp,gp,rank_ensemble")
+    ap.add_argument("--runs", type=int, default=10, help="timed passes per unit and round (default 10)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed passes per unit (default 2)")
-    ap.add_argument("--validate-runs", type=int, default=30, help="timed passes per arch (default 30)")
+    ap.add_argument("--validate-runs", type=int, default=30, help="timed passes per arch and round (default 30)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved passes over all units, then all archs (hytnas profile --rounds; default 1)")
     ap.add_argument("--lut", choices=("full", "sample", "none"), default="full")
     ap.add_argument("--lut-sample", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=30, help="archs re-timed at the end to measure drift (default 30)")
@@ -218,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--n-train must be between 2 and --n-archs - 2 ({args.n_archs - 2})")
     if args.threads < 1:
         ap.error("--threads must be >= 1")
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
     if args.torch_device == "cuda" and not torch.cuda.is_available():
         print("latency_predictor: --torch-device cuda but torch.cuda.is_available() is False (no CUDA device or a "
               "CPU-only torch build); use --torch-device cpu", file=sys.stderr)

@@ -31,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--input-size", type=int, default=None, help="input resolution for the cost features (default: the space's)")
     common.add_argument("--num-classes", type=int, default=10, help="classes of the head (cost features, LUT keys; default 10)")
     common.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
-    common.add_argument("--lut", metavar="DIR", default=None, help="latency table folder (or lut.json) for --model lut")
+    common.add_argument("--lut", metavar="DIR", default=None, help="latency table folder (or lut.json) for --model lut / lut_gp")
     common.add_argument("--seed", type=int, default=0, help="seed of the split and of the models (default 0)")
 
     e = psub.add_parser("eval", parents=[common], help="held-out accuracy of predictors")
-    e.add_argument("--model", default="gp", help="model name(s), comma-separated: lut, gp, rank_ensemble (default gp)")
+    e.add_argument("--model", default="gp", help="model name(s), comma-separated: lut, lut_gp, gp, rank_ensemble (default gp)")
     split = e.add_mutually_exclusive_group()
     split.add_argument("--train-size", type=int, default=None, metavar="N", help="train on N random rows, test on the rest")
     split.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation (default 5)")
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_eval)
 
     f = psub.add_parser("fit", parents=[common], help="fit on all rows and save the predictor (JSON)")
-    f.add_argument("--model", default="gp", help="lut, gp or rank_ensemble (default gp)")
+    f.add_argument("--model", default="gp", help="lut, lut_gp, gp or rank_ensemble (default gp)")
     f.add_argument("--out", required=True, metavar="PATH", help="predictor file to write (.json)")
     f.set_defaults(func=_fit)
 
@@ -67,9 +67,9 @@ def _factory(name: str, space: Any, args: argparse.Namespace):
         raise DataError(f"--model: unknown model {name!r}; choose from {', '.join(PREDICTORS)}")
     kw: dict[str, Any] = dict(input_size=space.input_size, num_classes=args.num_classes,
                               in_channels=args.in_channels, seed=args.seed)
-    if name == "lut":
+    if name in ("lut", "lut_gp"):
         if args.lut is None:
-            raise DataError("--lut: model lut needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
+            raise DataError(f"--lut: model {name} needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
         kw["table"] = LatencyTable.load(args.lut)
     return lambda: make_predictor(name, space, **kw)
 

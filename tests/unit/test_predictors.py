@@ -100,15 +100,27 @@ def _target(name, space, archs, table):
     """A known relation per model: the LUT predictor sees a scaled, offset LUT sum; the learned
     models a function of the arch's costs."""
     rng = np.random.default_rng(0)
-    if name == "lut":
+    if name in ("lut", "lut_gp"):
         lut = np.array([table.arch_ms(space.to_arch_cfg(a), 96, 10) for a in archs])
-        return 0.4 + 1.15 * lut * (1 + 0.01 * rng.standard_normal(len(archs)))
+        y = 0.4 + 1.15 * lut * (1 + 0.01 * rng.standard_normal(len(archs)))
+        if name == "lut_gp":  # and a factor of the whole arch that no per-group scaling explains
+            y = y * _whole_arch_factor(space, archs)
+        return y
     c = [arch_costs(space.to_arch_cfg(a), 96, 10) for a in archs]
     return np.array([0.3 + 0.04 * x["macs_m"] + 0.002 * x["params_k"] for x in c]) * (1 + 0.01 * rng.standard_normal(len(archs)))
 
 
+def _whole_arch_factor(space, archs):
+    """1 + 0.3 x (the arch's MobileViT channels over the largest such total): the kind of
+    dependence between units that a sum of per-unit timings misses."""
+    w = np.array([sum(b.c for b in space.to_arch_cfg(a).blocks if b.type == "mobilevit") for a in archs], dtype=float)
+    return 1 + 0.3 * w / w.max()
+
+
 def _make(name, space, table):
-    return make_predictor(name, space, table=table) if name == "lut" else make_predictor(name, space, seed=0)
+    if name in ("lut", "lut_gp"):
+        return make_predictor(name, space, table=table)
+    return make_predictor(name, space, seed=0)
 
 
 @pytest.fixture(scope="module", params=sorted(PREDICTORS))
@@ -120,7 +132,7 @@ def fitted(request, space, archs, table):
 
 
 def test_registry_names():
-    assert {"lut", "gp", "rank_ensemble"} <= set(PREDICTORS)
+    assert {"lut", "lut_gp", "gp", "rank_ensemble"} <= set(PREDICTORS)
 
 
 def test_predictor_fits_known_relation(fitted, archs):
@@ -152,6 +164,18 @@ def test_lut_predictor_recovers_the_correction(space, archs, table):
     err_fit = prediction_metrics(y[N_TRAIN:], pred(archs[N_TRAIN:]))["mape"]
     err_sum = prediction_metrics(y[N_TRAIN:], plain(archs[N_TRAIN:]))["mape"]
     assert err_fit < 0.03 < err_sum
+
+
+def test_lut_gp_learns_what_the_group_correction_misses(space, archs, table):
+    y = _target("lut_gp", space, archs, table)
+    tr, te = archs[:N_TRAIN], archs[N_TRAIN:]
+    lin = make_predictor("lut", space, table=table).fit(tr, y[:N_TRAIN])
+    both = make_predictor("lut_gp", space, table=table).fit(tr, y[:N_TRAIN])
+    m_lin, m_both = prediction_metrics(y[N_TRAIN:], lin(te)), prediction_metrics(y[N_TRAIN:], both(te))
+    assert m_both["mape"] < 0.6 * m_lin["mape"], (m_both, m_lin)
+    assert both.gp is not None and both.gp.log_target  # the GP fits log(y / lut)
+    with pytest.raises(DataError, match="need at least 2 archs to fit"):
+        make_predictor("lut_gp", space, table=table).fit(tr[:1], y[:1])
 
 
 def test_lut_fallback_for_missing_units(space, archs, table):
