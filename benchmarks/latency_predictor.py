@@ -81,13 +81,18 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
                                sample=args.lut_sample, seed=args.seed, torch_device=args.torch_device,
                                statistic="min", rounds=args.rounds)
     _log(f"== {name}: profiling into {work}")
+    prev_s = _read_meta(work).get("bench_lut_seconds")  # a finished earlier run's LUT time (profiling rewrites meta)
     res = run_profile(space, work, settings, device_name=device_name(args.torch_device),
                       report=None if args.quiet else (lambda m: _log(f"  {m}")))
-    lut_meta = _read_meta(work)
-    # LUT time: this call's, or (resumed run) the recorded one
-    lut_s = res.lut_seconds if res.n_units_timed_now == res.n_units else lut_meta.get("bench_lut_seconds")
+    # LUT time: this call's when it timed every unit (plus the earlier run's when it added rounds to
+    # a finished one), else (resumed run) the recorded one
     if res.n_units_timed_now == res.n_units:
+        lut_s = res.lut_seconds + (prev_s or 0.0)
         _record_lut_seconds(work, lut_s)
+    else:
+        lut_s = prev_s
+        if lut_s is not None:
+            _record_lut_seconds(work, lut_s)
     archs, df = read_arch_table(res.validation_path, space,
                                 metrics=("latency_ms", "latency_median_ms", "latency_min_ms", "latency_iqr_ms"))
     csv = args.data_dir / f"{_prefix(args)}-latency-{name}.csv"
