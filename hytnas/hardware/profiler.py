@@ -32,7 +32,7 @@ quartiles of its fastest round (lowest median): both only ever improve as rounds
 run can be continued with more rounds. On this project's idle 2-core VM, two independent
 timings of the same 40 archs (10 runs each) agreed within +-10 % for 75 % of the archs (Kendall
 tau 0.88) with one round and 97 % (tau 0.96) with the minimum over 3 interleaved rounds
-(``benchmarks/latency_predictor.py``). ``rounds`` may differ between a run and its continuation.
+(BENCHMARKS.md, "Latency predictors"). ``rounds`` may differ between a run and its continuation.
 """
 from __future__ import annotations
 
