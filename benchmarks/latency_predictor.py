@@ -41,11 +41,10 @@ import numpy as np
 import torch
 
 from hytnas.hardware import LatencyTable, ProfileSettings, run_profile
-from hytnas.hardware.profiler import fold_round
-from hytnas.costs import measure_latency
+from hytnas.hardware.profiler import fold_round, time_module
 from hytnas.errors import HardwareError
 from hytnas.models import build_model
-from hytnas.predictors import make_predictor, prediction_metrics
+from hytnas.predictors import PREDICTORS, make_predictor, prediction_metrics
 from hytnas.space import builtin_spaces, get_space
 from hytnas.table import read_arch_table
 from hytnas.utils import atomic_write_json
@@ -114,12 +113,11 @@ def bench_space(name: str, args: argparse.Namespace) -> dict:
             rows.append({"model": "lut-sum (no correction)", "fit_s": 0.0,
                          **prediction_metrics(y[te], plain(a_te)), "n_fallback": plain.n_fallback})
         for model in args.models:
-            if model in ("lut", "lut_gp") and not len(table):
+            needs_table = PREDICTORS[model].needs_table
+            if needs_table and not len(table):
                 continue
-            kw = {"table": table} if model == "lut" else {"seed": args.seed}
-            if model == "lut_gp":
-                kw["table"] = table
-            pred = make_predictor(model, space, num_classes=args.num_classes, **kw)
+            kw = {"table": table} if needs_table else {}
+            pred = make_predictor(model, space, num_classes=args.num_classes, seed=args.seed, **kw)
             t0 = time.perf_counter()
             pred.fit(a_tr, y[tr])
             fit_s = time.perf_counter() - t0
@@ -163,11 +161,8 @@ def _redrift(space, archs, first, settings) -> dict:
     for _ in range(settings.rounds):  # the same interleaved rounds as the profile
         for j, a in enumerate(archs):
             m = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
-            m = m.to(settings.torch_device)
-            r = measure_latency(m, settings.input_size, settings.in_channels, threads=settings.threads,
-                                runs=settings.validate_runs, warmup=5)
-            new[j] = fold_round(new[j], {"median_ms": r.median_ms, "min_ms": r.min_ms, "iqr_ms": r.iqr_ms,
-                                         "p25_ms": r.p25_ms, "p75_ms": r.p75_ms, "runs": r.runs})
+            new[j] = fold_round(new[j], time_module(m, settings.input_size, settings.in_channels, settings,
+                                                    settings.validate_runs, 5))
     rel: dict[str, list[float]] = {"median": [], "min": []}
     for r, (_, old) in zip(new, first.iterrows()):
         rel["median"].append(abs(r["median_ms"] - old["latency_median_ms"]) / old["latency_median_ms"])

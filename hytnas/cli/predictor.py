@@ -67,7 +67,7 @@ def _factory(name: str, space: Any, args: argparse.Namespace):
         raise DataError(f"--model: unknown model {name!r}; choose from {', '.join(PREDICTORS)}")
     kw: dict[str, Any] = dict(input_size=space.input_size, num_classes=args.num_classes,
                               in_channels=args.in_channels, seed=args.seed)
-    if name in ("lut", "lut_gp"):
+    if PREDICTORS[name].needs_table:
         if args.lut is None:
             raise DataError(f"--lut: model {name} needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
         kw["table"] = LatencyTable.load(args.lut)

@@ -166,7 +166,10 @@ def _check_resume(old: LatencyTable, meta: dict[str, Any], path: Path) -> None:
             )
 
 
-def _time(module: torch.nn.Module, res: int, chs: int, settings: ProfileSettings, runs: int, warmup: int) -> dict[str, float]:
+def time_module(module: torch.nn.Module, res: int, chs: int, settings: ProfileSettings, runs: int,
+                warmup: int) -> dict[str, float]:
+    """``runs`` timed batch-1 passes of ``module`` on the profile's device (after ``warmup``): the
+    timings an entry stores (one round of them)."""
     module = module.to(settings.torch_device)
     r = measure_latency(module, res, chs, threads=settings.threads, runs=runs, warmup=warmup)
     return {"median_ms": r.median_ms, "min_ms": r.min_ms, "iqr_ms": r.iqr_ms, "p25_ms": r.p25_ms, "p75_ms": r.p75_ms,
@@ -174,7 +177,7 @@ def _time(module: torch.nn.Module, res: int, chs: int, settings: ProfileSettings
 
 
 def fold_round(entry: Mapping[str, float] | None, new: Mapping[str, float]) -> dict[str, float]:
-    """One more round of timings (``_time``'s keys) folded into a unit's entry: the fastest run
+    """One more round of timings (``time_module``'s keys) folded into a unit's entry: the fastest run
     over all rounds, and the median / quartiles / IQR of the round with the lowest median."""
     if entry is None:
         return {**new, "rounds": 1}
@@ -197,7 +200,7 @@ def _shared_warmup(specs: list[BlockSpec], settings: ProfileSettings) -> None:
     t_end = time.perf_counter() + settings.warmup_s
     while time.perf_counter() < t_end:
         for s in big:
-            _time(s.build(), s.res, s.in_chs, settings, runs=1, warmup=0)
+            time_module(s.build(), s.res, s.in_chs, settings, runs=1, warmup=0)
 
 
 def run_profile(
@@ -247,7 +250,7 @@ def run_profile(
             for key, spec in sorted(specs.items()):
                 if rounds_of(entries.get(key)) > rnd:
                     continue
-                t = _time(spec.build(), spec.res, spec.in_chs, settings, settings.runs, settings.warmup)
+                t = time_module(spec.build(), spec.res, spec.in_chs, settings, settings.runs, settings.warmup)
                 entries[key] = fold_round(entries.get(key), t)
                 timed_now.add(key)
                 n_timed += 1
@@ -298,7 +301,7 @@ def run_profile(
                 if rounds_of(rows.get(i)) > rnd:
                     continue
                 model = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
-                t = _time(model, settings.input_size, settings.in_channels, settings, settings.validate_runs,
+                t = time_module(model, settings.input_size, settings.in_channels, settings, settings.validate_runs,
                           settings.validate_warmup)
                 rows[i] = fold_round(rows.get(i), t)
                 val_now.add(i)

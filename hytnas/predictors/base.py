@@ -46,6 +46,8 @@ class Predictor(ABC):
     name: ClassVar[str]
     #: False: the model works on the raw target (``transform`` must be ``auto`` or ``none``)
     log_ok: ClassVar[bool] = True
+    #: True: the model needs a device's latency table (``table=``: ``lut``, ``lut_gp``)
+    needs_table: ClassVar[bool] = False
 
     def __init__(self, space: Space | str, *, input_size: int | None = None, num_classes: int = 10,
                  in_channels: int = 3, transform: str = "auto", seed: int = 0, threads: int | None = 1,

@@ -50,6 +50,7 @@ class LUTPredictor(Predictor):
 
     name = "lut"
     log_ok = False
+    needs_table = True
     defaults = {"alpha": 0.01, "fallback": True}
 
     def __init__(self, space: Space | str, *, table: LatencyTable | str | Path | None = None, **kwargs: Any) -> None:

@@ -214,7 +214,7 @@ def test_profile_writes_files_and_resumes(tmp_path, micro):
 
 def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
     settings = ProfileSettings(input_size=32, n_validate=2, **FAST)
-    real, calls = profiler_mod._time, {"n": 0}
+    real, calls = profiler_mod.time_module, {"n": 0}
 
     def flaky(*args, **kwargs):
         if calls["n"] == 7:
@@ -222,12 +222,12 @@ def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(profiler_mod, "_time", flaky)
+    monkeypatch.setattr(profiler_mod, "time_module", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_profile(micro, tmp_path, settings)
     lut = LatencyTable.load(tmp_path)
     assert len(lut) == 7 and not lut.complete
-    monkeypatch.setattr(profiler_mod, "_time", real)
+    monkeypatch.setattr(profiler_mod, "time_module", real)
     res = run_profile(micro, tmp_path, settings)
     assert res.n_units_timed_now == res.n_units - 7 and LatencyTable.load(tmp_path).complete
 
@@ -252,7 +252,7 @@ def test_profile_rounds_interleave_and_continue(tmp_path, micro, monkeypatch):
     """Rounds are passes over the whole list (u1 u2 ... u1 u2 ...), and a finished one-round run
     continued with rounds=2 times every unit and arch exactly once more, old CSVs included."""
     order: list[int] = []
-    real = profiler_mod._time
+    real = profiler_mod.time_module
 
     def spy(module, *args, **kwargs):
         order.append(sum(p.numel() for p in module.parameters()) * 1000 + args[0])  # unit identity: size, resolution
@@ -266,7 +266,7 @@ def test_profile_rounds_interleave_and_continue(tmp_path, micro, monkeypatch):
     lines = (out / "validation.csv").read_text().splitlines()
     (out / "validation.csv").write_text("\n".join(",".join(c.split(",")[:-1]) if not c.startswith("#") else c
                                                    for c in lines) + "\n")
-    monkeypatch.setattr(profiler_mod, "_time", spy)
+    monkeypatch.setattr(profiler_mod, "time_module", spy)
     res = run_profile(micro, out, ProfileSettings(input_size=32, n_validate=3, rounds=2, **FAST))
     assert (res.n_units_timed_now, res.n_validate_timed_now) == (res.n_units, 3)
     assert len(order) == res.n_units + 3  # one more round each, nothing else

@@ -118,7 +118,7 @@ def _whole_arch_factor(space, archs):
 
 
 def _make(name, space, table):
-    if name in ("lut", "lut_gp"):
+    if PREDICTORS[name].needs_table:
         return make_predictor(name, space, table=table)
     return make_predictor(name, space, seed=0)
 
