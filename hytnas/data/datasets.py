@@ -76,17 +76,18 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator | Non
     """Per-sample random crop of a zero-padded batch and random horizontal flip, as one gather.
 
     Same distribution as torchvision's ``RandomCrop(S, padding=pad)`` + ``RandomHorizontalFlip()``
-    applied image by image, without a Python loop over the batch. Any dtype.
+    applied image by image, without a Python loop over the batch. Any dtype, on ``x``'s device.
     """
     b, c, h, w = x.shape
     hp, wp = h + 2 * pad, w + 2 * pad
     xp = F.pad(x, (pad, pad, pad, pad))  # (B, C, Hp, Wp)
-    dy = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=generator)
-    flip = torch.rand(b, 1, 1, generator=generator) < 0.5
-    cols = dx + torch.arange(w).view(1, 1, w)  # (B, 1, W)
+    dev = x.device  # the generator must live there too (a CUDA batch needs a CUDA generator)
+    dy = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=generator, device=dev)
+    flip = torch.rand(b, 1, 1, generator=generator, device=dev) < 0.5
+    cols = dx + torch.arange(w, device=dev).view(1, 1, w)  # (B, 1, W)
     cols = torch.where(flip, cols.flip(2), cols)
-    flat = (dy + torch.arange(h).view(1, h, 1)) * wp + cols  # (B, H, W) positions in the padded image
+    flat = (dy + torch.arange(h, device=dev).view(1, h, 1)) * wp + cols  # (B, H, W) positions in the padded image
     out = xp.reshape(b, c, hp * wp).gather(2, flat.view(b, 1, h * w).expand(b, c, h * w))  # (B, C, H*W)
     return out.view(b, c, h, w)
 
