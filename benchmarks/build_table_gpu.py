@@ -456,6 +456,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         sched_path.write_text(json.dumps({"schedule": asdict(schedule), "device": _device_name(args.device),
                                           "created": _now()}, indent=1))
     sd = asdict(schedule)
+    device_name = _device_name(args.device)
     for i in todo:
         g = i.arch.to_dict()
         tasks.put(("train", key_of(space, g, i.seed), g, i.seed, sd))
@@ -469,7 +470,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             _, rank, key, row = msg
             item = by_key[key]
             append_jsonl(out / ROWS_FILE, {"key": key, **item.arch.to_dict(), "arch_id": space.arch_id(item.arch),
-                                           "seed": item.seed, "replicate": item.replicate, "source": item.source, **row})
+                                           "seed": item.seed, "replicate": item.replicate, "source": item.source,
+                                           "trained_on": device_name, **row})
             n_rows += 1
             log(f"{len(done) + n_rows}/{len(items)} {key} val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f} "
                 f"{row['train_time_s']:.1f} s {row['steps_per_s']:.0f} steps/s{'' if row['graphed'] else ' (eager)'} [w{rank}]")
@@ -494,7 +496,7 @@ def _device_name(device: str) -> str:
         return torch.cuda.get_device_name()
     import platform
 
-    return f"{platform.processor() or platform.machine()} CPU"
+    return f"CPU ({platform.machine()}, {os.cpu_count()} cores)"
 
 
 def _now() -> str:
@@ -562,12 +564,13 @@ def cmd_finalize(args: argparse.Namespace) -> int:
                **{k: costs[k] for k in ("params_k", "macs_m", "peak_sram_kb", "model_size_kb")},
                "latency_ms": lat[aid]["median_ms"] if aid in lat else math.nan,
                "latency_min_ms": lat[aid]["min_ms"] if aid in lat else math.nan,
-               "train_time_s": r["train_time_s"]}
+               "train_time_s": r["train_time_s"], "trained_on": r.get("trained_on", meta.get("device", "?"))}
         return out
 
     header = {"space": SPACE, "num_classes": NUM_CLASSES, "in_channels": IN_CHANNELS, "space_id": space.space_id,
               "input_size": INPUT_SIZE, "dataset": s.dataset, "schedule": asdict(s),
-              "config": "benchmarks/build_table_gpu.py", "trained_on": meta.get("device", "?"),
+              "config": "benchmarks/build_table_gpu.py",
+              "trained_on": ", ".join(sorted({r.get("trained_on", meta.get("device", "?")) for r in rows.values()})),
               "n_archs": s.n_archs, "seeds": s.seeds, "replicate": s.replicate,
               "complete": len(done) == len(items), "date": _now(),
               "sum_trial_time_s": round(sum(r["train_time_s"] for r in rows.values()), 1),
