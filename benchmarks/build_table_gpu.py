@@ -4,6 +4,8 @@
     python3 benchmarks/build_table_gpu.py train --root DIR --out /tmp/v2 --workers 12 --time-budget 480
     # here: exact costs, host latency (interleaved rounds), the table and the seed table
     .venv/bin/python benchmarks/build_table_gpu.py finalize --raw RAW --table benchmarks/data/fmnist-hytnas-v2.csv.gz
+    # a recorded trial trained again here, compared with its row
+    .venv/bin/python benchmarks/build_table_gpu.py recheck --raw RAW --root DIR --keys ARCH_ID:SEED --device cpu
     # smoke test without a GPU (tiny schedule, 6 trials)
     .venv/bin/python benchmarks/build_table_gpu.py train --root /usr/share/datasets/fashion-mnist --out /tmp/v2cpu \\
         --device cpu --workers 2 --limit 6 --epochs 1 --train-size 1024 --val-size 512 --test-size 512 --batch-size 256
@@ -116,6 +118,13 @@ def trial_list(space: Space, s: Schedule) -> list[BuildItem]:
     return prim[:s.replicate] + reps + prim[s.replicate:]
 
 
+def table_rows(items: list[BuildItem], done: list[BuildItem]) -> list[BuildItem]:
+    """The finished primaries (replicate 0) of ``items`` (:func:`trial_list`) in the list's order,
+    which is v1's row order, whatever order they finished in."""
+    finished = set(done)
+    return [i for i in items if i.replicate == 0 and i in finished]
+
+
 def key_of(space: Space, genes: dict[str, Any], seed: int) -> str:
     return f"{space.arch_id(genes)}:{int(seed)}"
 
@@ -134,8 +143,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(obj, sort_keys=True) + "\n")
+    """Append one line and fsync; a torn last line (a killed writer) is closed first, so it costs
+    only itself."""
+    with open(path, "a+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")  # append mode: every write goes to the end
+        fh.write((json.dumps(obj, sort_keys=True) + "\n").encode())
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -548,9 +564,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     if unknown:
         sys.exit(f"build_table_gpu: --raw {raw}: trial {unknown[0]} is not in the schedule's arch list")
     done = [i for i in items if key_of(space, i.arch.to_dict(), i.seed) in rows]
-    primary = sorted((i for i in done if i.replicate == 0), key=lambda i: items.index(i))
-    order = {space.arch_id(i.arch): k for k, i in enumerate(build_items(space, s.n_archs, seed=s.list_seed))}
-    primary.sort(key=lambda i: order[space.arch_id(i.arch)])  # v1's row order
+    primary = table_rows(items, done)
     lat = host_latency(space, [i.arch for i in primary], raw / LATENCY_FILE, args.latency_rounds, args.latency_runs,
                        args.latency_warmup)
     epoch_cols = [f"val_accuracy_e{e}" for e in range(1, s.epochs + 1)]
@@ -591,6 +605,37 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recheck(args: argparse.Namespace) -> int:
+    """Train recorded trials again here (same schedule, arch, seed, split and initial weights) and
+    compare with their rows: how far a row trained on another device (other random streams for
+    data order and augmentation, other kernels) lands from the recorded one."""
+    from hytnas.utils import atomic_write_json
+
+    raw = Path(args.raw)
+    s = Schedule(**json.loads((raw / SCHEDULE_FILE).read_text())["schedule"])
+    rows = {r["key"]: r for r in read_jsonl(raw / ROWS_FILE)}
+    keys = args.keys.split(",")
+    missing = [k for k in keys if k not in rows]
+    if missing:
+        sys.exit(f"build_table_gpu: --keys: {missing[0]} is not a recorded trial of {raw / ROWS_FILE}")
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    out = []
+    for k in keys:
+        r = rows[k]
+        genes = {g: r[g] for g in GENES}
+        new = train_one(genes, int(r["seed"]), s, DeviceData(args.root, s, int(r["seed"]), dev), dev, dev.type == "cuda")
+        out.append({"key": k, "recorded_on": r.get("trained_on", "?"), "recorded_val": r["val_accuracy"],
+                    "recorded_test": r["test_accuracy"], "device": _device_name(args.device),
+                    "val": new["val_accuracy"], "test": new["test_accuracy"], "train_time_s": new["train_time_s"]})
+        print(f"{k}: val {r['val_accuracy']:.4f} recorded ({out[-1]['recorded_on']}) vs {new['val_accuracy']:.4f} here "
+              f"(diff {new['val_accuracy'] - r['val_accuracy']:+.4f}); test {r['test_accuracy']:.4f} vs "
+              f"{new['test_accuracy']:.4f}; {new['train_time_s']:.0f} s", flush=True)
+    if args.out:
+        atomic_write_json(Path(args.out), {"schedule": asdict(s), "rechecks": out})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -616,7 +661,16 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--latency-rounds", type=int, default=3)
     f.add_argument("--latency-runs", type=int, default=10)
     f.add_argument("--latency-warmup", type=int, default=2)
+    c = sub.add_parser("recheck", help="train recorded trials again here and compare")
+    c.add_argument("--raw", required=True)
+    c.add_argument("--root", required=True)
+    c.add_argument("--keys", required=True, help="comma-separated trial keys (arch_id:seed) of rows.jsonl")
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--out", default=None, help="JSON file for the comparison")
     args = ap.parse_args(argv)
+    if args.cmd == "recheck":
+        return cmd_recheck(args)
     if args.cmd == "train":
         if args.epochs != "auto" and not (args.epochs.isdigit() and int(args.epochs) >= 1):
             ap.error(f"--epochs: an integer >= 1 or auto, got {args.epochs!r}")

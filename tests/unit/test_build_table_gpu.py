@@ -53,6 +53,15 @@ def test_trial_order_is_v1s_list_with_replicates_early(btg):
     assert {i.arch for i in order[3:9]} == {i.arch for i in order[:3]}
 
 
+def test_table_rows_are_the_finished_primaries_in_list_order(btg):
+    s = _schedule(btg, n_archs=12, replicate=3, seeds=3)
+    space = btg._space()
+    order = btg.trial_list(space, s)
+    done = list(reversed(order[1:]))  # finished in another order; the first primary is missing
+    expected = [i for i in build_items(space, 12, seed=0, replicate=3, seeds=3) if i.replicate == 0][1:]
+    assert btg.table_rows(order, done) == expected
+
+
 @pytest.mark.parametrize("rate,budget,expected", [(100.0, 1e9, 40), (1.0, 1.0, 1), (1000.0, 300.0, 6)])
 def test_choose_epochs_fits_the_budget(btg, rate, budget, expected):
     s = _schedule(btg, train_size=50000, batch_size=512)  # 97 steps per epoch
@@ -71,6 +80,8 @@ def test_read_jsonl_skips_a_torn_last_line(btg, tmp_path):
     with open(p, "a") as fh:
         fh.write('{"key": "c", "val')  # killed mid-write
     assert [r["key"] for r in btg.read_jsonl(p)] == ["a", "b"]
+    btg.append_jsonl(p, {"key": "d"})  # the next writer starts a new line: only the torn one is lost
+    assert [r["key"] for r in btg.read_jsonl(p)] == ["a", "b", "d"]
 
 
 def _run(*args, cwd=ROOT):
