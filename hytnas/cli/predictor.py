@@ -27,10 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", required=True, metavar="FILE.csv", help="arch table (23 gene columns + metric columns)")
     common.add_argument("--target", required=True, metavar="COLUMN", help="metric column to predict, e.g. latency_ms")
-    common.add_argument("--space", default="hytnas", help="space of the table: built-in name or YAML (default: hytnas)")
-    common.add_argument("--input-size", type=int, default=None, help="input resolution for the cost features (default: the space's)")
-    common.add_argument("--num-classes", type=int, default=10, help="classes of the head (cost features, LUT keys; default 10)")
-    common.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    common.add_argument("--space", default=None,
+                        help="space of the table: built-in name or YAML (default: the table header's, else hytnas)")
+    common.add_argument("--input-size", type=int, default=None,
+                        help="input resolution for the cost features (default: the table header's, else the space's)")
+    common.add_argument("--num-classes", type=int, default=None,
+                        help="classes of the head (cost features, LUT keys; default: the table header's, else 10)")
+    common.add_argument("--in-channels", type=int, default=None,
+                        help="input channels (default: the table header's, else 3)")
     common.add_argument("--lut", metavar="DIR", default=None, help="latency table folder (or lut.json) for --model lut / lut_gp")
     common.add_argument("--seed", type=int, default=0, help="seed of the split and of the models (default 0)")
 
@@ -48,11 +52,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_fit)
 
 
+#: settings a benchmark table's ``# key: value`` header fixes, and the defaults without one
+_HEADER_DEFAULTS = {"space": ("space", str, "hytnas"), "input_size": ("input_size", int, None),
+                    "num_classes": ("num_classes", int, 10), "in_channels": ("in_channels", int, 3)}
+
+
+def _resolve_shapes(args: argparse.Namespace) -> list[str]:
+    """Fill ``--space``, ``--input-size``, ``--num-classes``, ``--in-channels`` not given on the
+    command line from the table's header (a benchmark table records what it was trained at, e.g.
+    32 px, 1 channel), else the defaults; returns the names taken from the header."""
+    from hytnas.benchmark.table import read_header
+
+    head = read_header(args.data)
+    taken = []
+    for attr, (key, cast, default) in _HEADER_DEFAULTS.items():
+        if getattr(args, attr) is not None:
+            continue
+        value = default
+        if key in head:
+            try:
+                value = cast(head[key])
+                taken.append(attr)
+            except ValueError:
+                raise DataError(f"table {args.data}: header line {key!r} is {head[key]!r}, not a valid {attr}; "
+                                f"fix the header or pass --{attr.replace('_', '-')}") from None
+        setattr(args, attr, value)
+    return taken
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, list, Any]:
     from hytnas.space import get_space
     from hytnas.table import read_arch_table
 
-    space = get_space(args.space, input_size=args.input_size)
+    from hytnas.errors import SpaceError
+
+    args.from_header = _resolve_shapes(args)
+    try:
+        space = get_space(args.space, input_size=args.input_size)
+    except SpaceError as exc:
+        if "space" not in args.from_header:
+            raise
+        raise DataError(f"table {args.data}: its header's space {args.space!r}: {exc}; pass --space") from None
     archs, df = read_arch_table(args.data, space, metrics=(args.target,))
     if len(archs) < 4:
         raise DataError(f"table {args.data}: {len(archs)} rows; a predictor needs at least 4")
@@ -98,7 +138,9 @@ def _eval(args: argparse.Namespace) -> int:
         print()
         return 0
     print(f"{args.target} on {args.data}: {len(archs)} rows, "
-          + (f"{cv}-fold cross-validation" if args.train_size is None else f"{args.train_size} train / {len(archs) - args.train_size} test"))
+          + (f"{cv}-fold cross-validation" if args.train_size is None else f"{args.train_size} train / {len(archs) - args.train_size} test")
+          + f"; space {space.name} at {space.input_size} px, {args.in_channels} input channel(s), {args.num_classes} classes"
+          + (f" ({', '.join(a.replace('_', ' ') for a in args.from_header)} from the table header)" if args.from_header else ""))
     print(f"{'model':<14} {'n_train':>7} {'n_test':>6} {'rmse':>10} {'mape':>7} {'<=5%':>6} {'<=10%':>6} {'tau':>6} {'rho':>6}")
     for r in results:
         print(f"{r['model']:<14} {r['n_train']:>7} {r['n']:>6} {r['rmse']:>10.4g} {100 * r['mape']:>6.1f}% "

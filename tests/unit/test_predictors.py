@@ -287,3 +287,22 @@ def test_cli_rejects_bad_tables(cmd, how, expect, csv_path, tmp_path, capsys):
 
 def test_cli_gene_columns_are_the_exchange_format(csv_path):
     assert csv_path.read_text().splitlines()[0].split(",")[:23] == list(GENES)
+
+
+def test_cli_takes_shapes_from_a_benchmark_table_header(csv_path, tmp_path, capsys):
+    """A benchmark table records its space and input shapes: eval uses them unless given."""
+    table = tmp_path / "bench.csv"
+    table.write_text(f"# format: hytnas-benchmark-table\n# space: {SPACE}\n# input_size: 64\n# in_channels: 1\n"
+                     + csv_path.read_text())
+    base = ["predictor", "eval", "--data", str(table), "--target", "latency_ms", "--model", "gp", "--cv", "3"]
+    assert main(base) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"space {SPACE} at 64 px, 1 input channel(s), 10 classes (space, input size, in channels from the table header)" in first
+    assert main(base + ["--input-size", "96", "--in-channels", "3"]) == 0  # the command line wins
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "at 96 px, 3 input channel(s), 10 classes (space from the table header)" in first
+    table.write_text("# input_size: large\n" + csv_path.read_text())
+    assert main(base + ["--space", SPACE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hytnas: error: table {table}: header line 'input_size' is 'large', not a valid input_size; "
+                   "fix the header or pass --input-size")
