@@ -520,6 +520,19 @@ def _now() -> str:
 
 
 # ------------------------------------------------------------------------------------ finalize
+def load_raw(raw: Path) -> tuple[dict[str, Any], Schedule, dict[str, dict[str, Any]]]:
+    """A train folder's ``schedule.json`` (whole, and as a Schedule) and its rows by trial key."""
+    path = raw / SCHEDULE_FILE
+    if not path.is_file():
+        sys.exit(f"build_table_gpu: --raw {raw}: no {SCHEDULE_FILE}; point it at a train --out folder")
+    try:
+        meta = json.loads(path.read_text())
+        s = Schedule(**meta["schedule"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        sys.exit(f"build_table_gpu: --raw {raw}: {SCHEDULE_FILE} is not a build_table_gpu schedule ({exc})")
+    return meta, s, {r["key"]: r for r in read_jsonl(raw / ROWS_FILE)}
+
+
 def host_latency(space: Space, archs: list, path: Path, rounds: int, runs: int, warmup: int) -> dict[str, dict]:
     """Batch-1 latency of every arch on this host's CPU (1 thread), ``rounds`` interleaved passes
     over the whole list, folded per arch as ``hytnas profile`` does; resumable via ``path``."""
@@ -550,14 +563,9 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from hytnas.table import write_arch_table
 
     raw = Path(args.raw)
-    sched_file = raw / SCHEDULE_FILE
-    if not sched_file.is_file():
-        sys.exit(f"build_table_gpu: --raw {raw}: no {SCHEDULE_FILE}; point it at a train --out folder")
-    meta = json.loads(sched_file.read_text())
-    s = Schedule(**meta["schedule"])
+    meta, s, rows = load_raw(raw)
     space = _space()
     items = trial_list(space, s)
-    rows = {r["key"]: r for r in read_jsonl(raw / ROWS_FILE)}
     if not rows:
         sys.exit(f"build_table_gpu: --raw {raw}: no finished trials in {ROWS_FILE}")
     unknown = [k for k in rows if k not in {key_of(space, i.arch.to_dict(), i.seed) for i in items}]
@@ -612,8 +620,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
     from hytnas.utils import atomic_write_json
 
     raw = Path(args.raw)
-    s = Schedule(**json.loads((raw / SCHEDULE_FILE).read_text())["schedule"])
-    rows = {r["key"]: r for r in read_jsonl(raw / ROWS_FILE)}
+    meta, s, rows = load_raw(raw)
     keys = args.keys.split(",")
     missing = [k for k in keys if k not in rows]
     if missing:
@@ -625,7 +632,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
         r = rows[k]
         genes = {g: r[g] for g in GENES}
         new = train_one(genes, int(r["seed"]), s, DeviceData(args.root, s, int(r["seed"]), dev), dev, dev.type == "cuda")
-        out.append({"key": k, "recorded_on": r.get("trained_on", "?"), "recorded_val": r["val_accuracy"],
+        out.append({"key": k, "recorded_on": r.get("trained_on", meta.get("device", "?")), "recorded_val": r["val_accuracy"],
                     "recorded_test": r["test_accuracy"], "device": _device_name(args.device),
                     "val": new["val_accuracy"], "test": new["test_accuracy"], "train_time_s": new["train_time_s"]})
         print(f"{k}: val {r['val_accuracy']:.4f} recorded ({out[-1]['recorded_on']}) vs {new['val_accuracy']:.4f} here "
