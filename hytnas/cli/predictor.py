@@ -81,10 +81,9 @@ def _resolve_shapes(args: argparse.Namespace) -> list[str]:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, list, Any]:
+    from hytnas.errors import SpaceError
     from hytnas.space import get_space
     from hytnas.table import read_arch_table
-
-    from hytnas.errors import SpaceError
 
     args.from_header = _resolve_shapes(args)
     try:
