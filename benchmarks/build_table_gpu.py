@@ -31,7 +31,9 @@ batch dropped), fp32 (TF32 matmuls/convs on the GPU), validation after every epo
 the last. ``--epochs auto``: every worker first times 40 graphed steps of one arch (all workers
 at once, so the rate is the aggregate one), and the longest epoch count of a fixed menu whose
 estimated time fits in ``--time-budget`` (with a 25 % margin) is chosen and saved in
-``schedule.json``; a continued run reuses it.
+``schedule.json``; a continued run reuses it. The estimate leaves out capture and evaluation: on
+the lent H200 whole trials ran at a third of the calibrated rate (21 vs 70 steps/s over 12
+workers), so give ``--epochs`` where the budget is tight.
 
 Output folder (``--out``): ``schedule.json``, ``rows.jsonl`` (one JSON line per finished trial,
 appended and fsynced: a killed run keeps every finished trial; a run with the same folder trains
