@@ -19,7 +19,7 @@ OUT=${OUT:-$PWD/device_out}
 PY=${PYTHON:-python3}
 RAW=/tmp/hytnas-v2
 mkdir -p "$OUT" "$RAW"
-# RESUME_FROM: a folder (carried) with an earlier call's schedule.json, rows.jsonl, train.log
+# RESUME_FROM: a folder (tracked, or carried) with an earlier call's schedule.json, rows.jsonl, train.log
 [ -n "${RESUME_FROM:-}" ] && [ ! -f "$RAW/rows.jsonl" ] && cp "$RESUME_FROM"/* "$RAW"/ && echo "resuming from $RESUME_FROM"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if ! "$PY" -c 'import pydantic' 2>/dev/null; then
