@@ -538,24 +538,25 @@ def load_raw(raw: Path) -> tuple[dict[str, Any], Schedule, dict[str, dict[str, A
 def host_latency(space: Space, archs: list, path: Path, rounds: int, runs: int, warmup: int) -> dict[str, dict]:
     """Batch-1 latency of every arch on this host's CPU (1 thread), ``rounds`` interleaved passes
     over the whole list, folded per arch as ``hytnas profile`` does; resumable via ``path``."""
-    from hytnas.hardware.profiler import ProfileSettings, fold_round, rounds_of, time_module
-    from hytnas.models import build_model
+    from hytnas.hardware.profiler import ProfileSettings, time_archs
     from hytnas.utils import atomic_write_json
 
     settings = ProfileSettings(input_size=INPUT_SIZE, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS, threads=1)
     state = json.loads(path.read_text()) if path.is_file() else {}
-    ids = [space.arch_id(a) for a in archs]
-    t0 = time.perf_counter()
-    for rnd in range(rounds):
-        for k, (a, i) in enumerate(zip(archs, ids)):
-            if rounds_of(state.get(i)) > rnd:
-                continue
-            model = build_model(space.to_arch_cfg(a), NUM_CLASSES, IN_CHANNELS, INPUT_SIZE)
-            state[i] = fold_round(state.get(i), time_module(model, INPUT_SIZE, IN_CHANNELS, settings, runs, warmup))
-            if k % 50 == 49 or k == len(archs) - 1:
-                atomic_write_json(path, state)
-                print(f"latency round {rnd + 1}/{rounds}: {k + 1}/{len(archs)} archs ({time.perf_counter() - t0:.0f} s)",
-                      flush=True)
+    t0, n = time.perf_counter(), 0
+
+    def timed(_arch_id: str, rnd: int) -> None:
+        nonlocal n
+        n += 1
+        if n % 50 == 0:
+            atomic_write_json(path, state)
+            print(f"latency round {rnd + 1}/{rounds}: {n} timings ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    try:
+        time_archs(space, archs, settings, state, rounds=rounds, runs=runs, warmup=warmup, on_timed=timed)
+    finally:
+        atomic_write_json(path, state)
+    print(f"latency: {len(archs)} archs x {rounds} rounds, {n} timed now ({time.perf_counter() - t0:.0f} s)", flush=True)
     return state
 
 

@@ -41,9 +41,8 @@ import numpy as np
 import torch
 
 from hytnas.hardware import LatencyTable, ProfileSettings, run_profile
-from hytnas.hardware.profiler import fold_round, time_module
+from hytnas.hardware.profiler import time_archs
 from hytnas.errors import HardwareError
-from hytnas.models import build_model
 from hytnas.predictors import PREDICTORS, make_predictor, prediction_metrics
 from hytnas.space import builtin_spaces, get_space
 from hytnas.table import read_arch_table
@@ -157,14 +156,11 @@ def _record_lut_seconds(work: Path, seconds: float) -> None:
 def _redrift(space, archs, first, settings) -> dict:
     """Re-time archs at the end: ``|new - old| / old`` per statistic (what a second measurement
     of the same arch disagrees by: the floor under any predictor's error), on the profile's device."""
-    new: list[dict | None] = [None] * len(archs)
-    for _ in range(settings.rounds):  # the same interleaved rounds as the profile
-        for j, a in enumerate(archs):
-            m = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
-            new[j] = fold_round(new[j], time_module(m, settings.input_size, settings.in_channels, settings,
-                                                    settings.validate_runs, 5))
+    again: dict[str, dict] = {}
+    time_archs(space, archs, settings, again, rounds=settings.rounds, runs=settings.validate_runs,
+               warmup=5)  # the same interleaved rounds as the profile
     rel: dict[str, list[float]] = {"median": [], "min": []}
-    for r, (_, old) in zip(new, first.iterrows()):
+    for r, (_, old) in zip((again[space.arch_id(a)] for a in archs), first.iterrows()):
         rel["median"].append(abs(r["median_ms"] - old["latency_median_ms"]) / old["latency_median_ms"])
         rel["min"].append(abs(r["min_ms"] - old["latency_min_ms"]) / old["latency_min_ms"])
     return {stat: {"n": len(v), "median": float(np.median(v)), "p90": float(np.percentile(v, 90)),

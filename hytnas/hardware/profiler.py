@@ -192,6 +192,27 @@ def rounds_of(entry: Mapping[str, float] | None) -> int:
     return 0 if entry is None else int(entry.get("rounds", 1))
 
 
+def time_archs(space: Space, archs: list, settings: ProfileSettings, rows: dict[str, dict[str, float]], *,
+               rounds: int, runs: int, warmup: int,
+               on_timed: Callable[[str, int], None] | None = None) -> None:
+    """Time ``archs`` end to end (batch 1, built afresh) in ``rounds`` interleaved passes over the
+    whole list, folding each pass into ``rows[arch_id]`` with :func:`fold_round`. An arch that
+    already holds ``k`` rounds sits out the first ``k`` passes, so a run continues where it
+    stopped. ``on_timed(arch_id, pass_index)`` is called after each timing (progress, saving)."""
+    from hytnas.models import build_model
+
+    ids = [space.arch_id(a) for a in archs]
+    for rnd in range(rounds):
+        for a, i in zip(archs, ids):
+            if rounds_of(rows.get(i)) > rnd:
+                continue
+            model = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
+            rows[i] = fold_round(rows.get(i), time_module(model, settings.input_size, settings.in_channels, settings,
+                                                          runs, warmup))
+            if on_timed is not None:
+                on_timed(i, rnd)
+
+
 def _shared_warmup(specs: list[BlockSpec], settings: ProfileSettings) -> None:
     """Run the largest units for ``warmup_s`` seconds (clock up, caches and allocator warm)."""
     if settings.warmup_s <= 0 or not specs:
@@ -213,8 +234,6 @@ def run_profile(
     checkpoint_s: float = 10.0,
 ) -> ProfileResult:
     """Profile ``space`` on this machine into ``out_dir`` (continues an interrupted run)."""
-    from hytnas.models import build_model
-
     t_start = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -292,24 +311,22 @@ def run_profile(
     total = len(archs) * R
     done = sum(min(rounds_of(rows.get(i)), R) for i in ids)
     progress = _Progress(report, "validation", total)
-    n_val = 0
     val_now: set[str] = set()
+    n_val = 0
     last_save = time.perf_counter()
+
+    def timed(i: str, _rnd: int) -> None:
+        nonlocal n_val, last_save
+        val_now.add(i)
+        n_val += 1
+        progress(done + n_val, n_val)
+        if time.perf_counter() - last_save >= checkpoint_s:
+            save_val()
+            last_save = time.perf_counter()
+
     try:
-        for rnd in range(R):
-            for a, i in zip(archs, ids):
-                if rounds_of(rows.get(i)) > rnd:
-                    continue
-                model = build_model(space.to_arch_cfg(a), settings.num_classes, settings.in_channels, settings.input_size)
-                t = time_module(model, settings.input_size, settings.in_channels, settings, settings.validate_runs,
-                          settings.validate_warmup)
-                rows[i] = fold_round(rows.get(i), t)
-                val_now.add(i)
-                n_val += 1
-                progress(done + n_val, n_val)
-                if time.perf_counter() - last_save >= checkpoint_s:
-                    save_val()
-                    last_save = time.perf_counter()
+        time_archs(space, archs, settings, rows, rounds=R, runs=settings.validate_runs,
+                   warmup=settings.validate_warmup, on_timed=timed)
     finally:
         if archs:
             save_val()
