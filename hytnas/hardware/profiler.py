@@ -328,7 +328,7 @@ def run_profile(
         time_archs(space, archs, settings, rows, rounds=R, runs=settings.validate_runs,
                    warmup=settings.validate_warmup, on_timed=timed)
     finally:
-        if archs:
+        if rows:  # nothing timed yet: no file (an empty one would have no metric columns to continue from)
             save_val()
     progress(total, n_val, force=True)
     return ProfileResult(out, len(specs), len(timed_now), len(archs), len(val_now), time.perf_counter() - t_start,

@@ -232,6 +232,26 @@ def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
     assert res.n_units_timed_now == res.n_units - 7 and LatencyTable.load(tmp_path).complete
 
 
+def test_profile_interrupted_before_any_arch_is_timed_continues(tmp_path, micro, monkeypatch):
+    """A stop at the first end-to-end timing leaves no validation file that a continuation refuses."""
+    settings = ProfileSettings(input_size=32, n_validate=2, **FAST)
+    n_units = len(profiler_mod.units_to_profile(micro, settings))
+    real, calls = profiler_mod.time_module, {"n": 0}
+
+    def flaky(*args, **kwargs):
+        if calls["n"] == n_units:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profiler_mod, "time_module", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_profile(micro, tmp_path, settings)
+    monkeypatch.setattr(profiler_mod, "time_module", real)
+    res = run_profile(micro, tmp_path, settings)
+    assert res.n_units_timed_now == 0 and res.n_validate_timed_now == 2
+
+
 def test_fold_round_keeps_the_fastest_run_and_the_fastest_round():
     r1 = {"median_ms": 2.0, "min_ms": 1.5, "iqr_ms": 0.4, "p25_ms": 1.8, "p75_ms": 2.2, "runs": 10}
     r2 = {"median_ms": 1.8, "min_ms": 1.6, "iqr_ms": 0.1, "p25_ms": 1.75, "p75_ms": 1.85, "runs": 10}
