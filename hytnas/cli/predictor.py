@@ -2,7 +2,9 @@
 
 - ``eval`` fits each ``--model`` on training rows and prints, on the held-out rows, RMSE, MAPE,
   the fraction within +-5 % and +-10 %, Kendall tau and Spearman rho (``--train-size N``: one
-  seeded split; ``--cv K``: K folds, every row held out once; default ``--cv 5``).
+  seeded split, or ``--repeats R`` splits with seeds ``--seed`` ... ``--seed + R - 1``, each
+  metric then the mean over the splits with its standard deviation beside it; ``--cv K``: K folds,
+  every row held out once; default ``--cv 5``).
 - ``fit`` fits one model on every row and saves it as a JSON file that a device profile
   (``latency: {method: learned, path: ...}``) or a searcher can use.
 
@@ -43,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     split = e.add_mutually_exclusive_group()
     split.add_argument("--train-size", type=int, default=None, metavar="N", help="train on N random rows, test on the rest")
     split.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation (default 5)")
+    e.add_argument("--repeats", type=int, default=1, metavar="R",
+                   help="with --train-size: R random splits (seeds --seed ... --seed+R-1); metrics are their mean (default 1)")
     e.add_argument("--json", action="store_true", help="print the results as JSON")
     e.set_defaults(func=_eval)
 
@@ -98,14 +102,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, list, Any]:
     return space, archs, df[args.target].to_numpy(dtype=float)
 
 
-def _factory(name: str, space: Any, args: argparse.Namespace):
+def _factory(name: str, space: Any, args: argparse.Namespace, seed: int | None = None):
     from hytnas.hardware import LatencyTable
     from hytnas.predictors import PREDICTORS, make_predictor
 
     if name not in PREDICTORS:
         raise DataError(f"--model: unknown model {name!r}; choose from {', '.join(PREDICTORS)}")
     kw: dict[str, Any] = dict(input_size=space.input_size, num_classes=args.num_classes,
-                              in_channels=args.in_channels, seed=args.seed)
+                              in_channels=args.in_channels, seed=args.seed if seed is None else seed)
     if PREDICTORS[name].needs_table:
         if args.lut is None:
             raise DataError(f"--lut: model {name} needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
@@ -121,29 +125,47 @@ def _models(arg: str) -> list[str]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from hytnas.predictors.metrics import evaluate_predictor, split_indices
+    import numpy as np
 
+    from hytnas.predictors.metrics import METRIC_NAMES, evaluate_predictor, split_indices
+
+    if args.repeats < 1:
+        raise DataError(f"--repeats: must be at least 1, got {args.repeats}")
+    if args.repeats > 1 and args.train_size is None:
+        raise DataError("--repeats: needs --train-size N (cross-validation already holds every row out once)")
     space, archs, y = _load(args)
     cv = args.cv if args.cv is not None or args.train_size is not None else 5
-    splits = split_indices(len(archs), train_size=args.train_size, cv=cv, seed=args.seed)
-    factories = {name: _factory(name, space, args) for name in _models(args.model)}
+    seeds = [args.seed + r for r in range(args.repeats)]
+    runs = [(split_indices(len(archs), train_size=args.train_size, cv=cv, seed=s), s) for s in seeds]
+    protocol = f"cv{cv}" if args.train_size is None else f"train{args.train_size}"
+    makers = {name: [_factory(name, space, args, seed=s) for s in seeds] for name in _models(args.model)}
     results = []
-    for name, make in factories.items():
-        r = evaluate_predictor(make, archs, y, splits)
-        results.append({"model": name, "target": args.target, "protocol": f"cv{cv}" if args.train_size is None
-                        else f"train{args.train_size}", **r})
+    for name, make in makers.items():
+        per = [evaluate_predictor(m, archs, y, splits) for m, (splits, _) in zip(make, runs)]
+        r: dict[str, Any] = {"model": name, "target": args.target, "protocol": protocol, **per[0]}
+        if len(per) > 1:
+            for k in (*METRIC_NAMES[1:], "fit_s"):
+                vals = [p[k] for p in per]
+                r[k], r[f"{k}_sd"] = float(np.mean(vals)), float(np.std(vals))
+            r["repeats"] = len(per)
+            r["per_split"] = [{"seed": s, **p} for s, p in zip(seeds, per)]
+        results.append(r)
     if args.json:
         json.dump(results, sys.stdout, indent=1)
         print()
         return 0
+    rep = args.repeats > 1
     print(f"{args.target} on {args.data}: {len(archs)} rows, "
           + (f"{cv}-fold cross-validation" if args.train_size is None else f"{args.train_size} train / {len(archs) - args.train_size} test")
+          + (f", mean over {args.repeats} splits (seeds {seeds[0]}-{seeds[-1]})" if rep else "")
           + f"; space {space.name} at {space.input_size} px, {args.in_channels} input channel(s), {args.num_classes} classes"
           + (f" ({', '.join(a.replace('_', ' ') for a in args.from_header)} from the table header)" if args.from_header else ""))
-    print(f"{'model':<14} {'n_train':>7} {'n_test':>6} {'rmse':>10} {'mape':>7} {'<=5%':>6} {'<=10%':>6} {'tau':>6} {'rho':>6}")
+    print(f"{'model':<14} {'n_train':>7} {'n_test':>6} {'rmse':>10} {'mape':>7} {'<=5%':>6} {'<=10%':>6} {'tau':>6}"
+          + (f" {'tau sd':>6}" if rep else "") + f" {'rho':>6}")
     for r in results:
         print(f"{r['model']:<14} {r['n_train']:>7} {r['n']:>6} {r['rmse']:>10.4g} {100 * r['mape']:>6.1f}% "
-              f"{100 * r['within_5']:>5.1f}% {100 * r['within_10']:>5.1f}% {r['kendall_tau']:>6.3f} {r['spearman_rho']:>6.3f}")
+              f"{100 * r['within_5']:>5.1f}% {100 * r['within_10']:>5.1f}% {r['kendall_tau']:>6.3f}"
+              + (f" {r['kendall_tau_sd']:>6.3f}" if rep else "") + f" {r['spearman_rho']:>6.3f}")
     return 0
 
 

@@ -306,3 +306,33 @@ def test_cli_takes_shapes_from_a_benchmark_table_header(csv_path, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err == (f"hytnas: error: table {table}: header line 'input_size' is 'large', not a valid input_size; "
                    "fix the header or pass --input-size")
+
+
+def test_cli_eval_repeats_are_the_seeded_single_splits(csv_path, capsys):
+    """--repeats R: the mean over the splits --seed S ... S+R-1, each one what --seed alone gives."""
+    base = ["predictor", "eval", "--data", str(csv_path), "--target", "latency_ms", "--space", SPACE,
+            "--model", "gp", "--train-size", "60", "--json"]
+    singles = []
+    for seed in (3, 4, 5):
+        assert main([*base, "--seed", str(seed)]) == 0
+        singles.append(json.loads(capsys.readouterr().out)[0])
+    assert main([*base, "--seed", "3", "--repeats", "3"]) == 0
+    rep = json.loads(capsys.readouterr().out)[0]
+    assert rep["repeats"] == 3 and [p["seed"] for p in rep["per_split"]] == [3, 4, 5]
+    taus = [s["kendall_tau"] for s in singles]
+    assert [p["kendall_tau"] for p in rep["per_split"]] == taus
+    assert rep["kendall_tau"] == pytest.approx(np.mean(taus)) and rep["kendall_tau_sd"] == pytest.approx(np.std(taus))
+    assert len(set(taus)) > 1  # the splits differ
+    assert main([*base[:-1], "--repeats", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mean over 2 splits (seeds 0-1)" in out and "tau sd" in out
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--repeats", "0"], "--repeats: must be at least 1, got 0"),
+    (["--cv", "3", "--repeats", "2"], "--repeats: needs --train-size N"),
+])
+def test_cli_eval_rejects_bad_repeats(extra, expect, csv_path, capsys):
+    assert main(["predictor", "eval", "--data", str(csv_path), "--target", "latency_ms", "--space", SPACE, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and "\n" not in err
