@@ -121,25 +121,6 @@ def table_problem(path: Path, objective_names: Sequence[str]) -> Problem:
 
 
 # ---------------------------------------------------------------------------------- one run
-_SUGGEST_TIMES: list[float] = []
-
-
-def timed(searcher):
-    """A ``ConcurrencyLimiter`` (one trial at a time) that records the wall time of every
-    ``suggest`` call that returned a trial config."""
-    from ray.tune.search import ConcurrencyLimiter
-
-    class Timed(ConcurrencyLimiter):
-        def suggest(self, trial_id: str):
-            t0 = time.perf_counter()
-            out = super().suggest(trial_id)
-            if isinstance(out, dict):
-                _SUGGEST_TIMES.append(time.perf_counter() - t0)
-            return out
-
-    return Timed(searcher, max_concurrent=1)
-
-
 def make_searcher(name: str, problem: Problem, seed: int):
     from hytnas.benchmark.run import make_benchmark_searcher
 
@@ -153,14 +134,13 @@ def run_one(name: str, problem: Problem, seed: int, budget: int, storage: Path) 
     ``hytnas benchmark run``), with the time of every suggestion."""
     from hytnas.benchmark.run import run_one as tune_run
 
-    _SUGGEST_TIMES.clear()
     t0 = time.monotonic()
-    results = tune_run(problem.trainable, timed(make_searcher(name, problem, seed)), budget, storage,
-                       f"{name}-seed{seed}")
+    results, suggest_s = tune_run(problem.trainable, make_searcher(name, problem, seed), budget, storage,
+                                  f"{name}-seed{seed}")
     Y = [[float(r[o.name]) for o in problem.objectives] if r.get("done") and all(o.name in r for o in problem.objectives)
          else None for r in results]
     return {"searcher": name, "seed": seed, "budget": budget, "Y": Y, "arch_ids": [r.get("arch_id") for r in results],
-            "suggest_s": list(_SUGGEST_TIMES), "wall_s": time.monotonic() - t0}
+            "suggest_s": suggest_s, "wall_s": time.monotonic() - t0}
 
 
 # ---------------------------------------------------------------------------------- report

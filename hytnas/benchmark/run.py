@@ -16,7 +16,9 @@ reference point, true HV, ...), ``curves.png`` (mean +- std of HV / true HV acro
 ``summary.csv`` and ``summary.md`` (per searcher: HV / true HV at 50/100/200/500 evaluations,
 mean +- std over seeds; evaluations to reach 95 % and 99 % of the true HV, median over seeds and
 how many seeds got there; the fraction of the true Pareto archs evaluated within 50 and 100
-evaluations, mean over seeds: stricter than HV, whose bulk a few good archs already cover).
+evaluations, mean over seeds: stricter than HV, whose bulk a few good archs already cover; the
+median and 95th percentile of the wall time of a suggestion, over every suggestion of its runs:
+the time in ``Searcher.suggest`` of each call that returned a trial, :class:`TimedSearcher`).
 
 Every finished run is also written on its own (``<a>-vs-<b>/runs/<searcher>-seed<k>.json``, with
 the table's SHA-256, problem and budget). A run whose file matches is kept, not run again, so an
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ray.tune import Callback
+from ray.tune.search import ConcurrencyLimiter
 
 from hytnas.benchmark.hypervolume import evals_to_reach, hv_at, hv_curve, true_front
 from hytnas.benchmark.table import BenchmarkTable
@@ -132,11 +135,30 @@ def make_searcher(name: str, table: BenchmarkTable, objectives: Sequence[Objecti
                                    in_channels=int(head.get("in_channels", 1)), input_size=table.space.input_size)
 
 
-def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str) -> list[dict[str, Any]]:
-    """One Tune run (one trial at a time); the trials' final results in completion order."""
+class TimedSearcher(ConcurrencyLimiter):
+    """A ``ConcurrencyLimiter`` of one trial at a time that records in :attr:`suggest_s` the wall
+    time of every ``suggest`` call that returned a trial config (not the calls that said "wait"
+    or "finished")."""
+
+    def __init__(self, searcher: Any) -> None:
+        super().__init__(searcher, max_concurrent=1)
+        self.suggest_s: list[float] = []
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        t0 = time.perf_counter()
+        out = super().suggest(trial_id)
+        if isinstance(out, dict):
+            self.suggest_s.append(time.perf_counter() - t0)
+        return out
+
+
+def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str) -> tuple[list[dict[str, Any]], list[float]]:
+    """One Tune run (one trial at a time): the trials' final results in completion order, and
+    the wall time of each suggestion (:class:`TimedSearcher`)."""
     from ray import tune
 
     rec = Completions()
+    searcher = TimedSearcher(searcher)
     # Trial loggers are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): Completions is the record, so
     # the ResultGrid's complaint about missing result.json files is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
@@ -148,7 +170,7 @@ def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str
                                   log_to_file=False, failure_config=tune.FailureConfig(max_failures=0)),
     )
     tuner.fit()
-    return rec.results
+    return rec.results, searcher.suggest_s
 
 
 def curve_of(results: Sequence[dict[str, Any]], objectives: Sequence[Objective], ref_point: Any,
@@ -222,11 +244,12 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
             searcher = make_searcher(name, table, objectives, seed, pool=spec.problem == "table",
                                      options=(spec.searcher_options or {}).get(name))
             shutil.rmtree(pdir / "ray" / f"{name}-seed{seed}", ignore_errors=True)  # Tune's scratch of an interrupted try
-            results = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
+            results, suggest_s = run_one(trainable, searcher, spec.budget, pdir / "ray", f"{name}-seed{seed}")
             curve = curve_of(results, objectives, tf.ref_point, spec.budget)
             atomic_write_json(path, {**key, "searcher": name, "seed": seed, "curve": curve,
                                      "evaluations": len(results), "wall_s": time.monotonic() - t0,
-                                     "arch_ids": [r.get("arch_id") for r in results]})
+                                     "arch_ids": [r.get("arch_id") for r in results],
+                                     "suggest_s": [round(t, 6) for t in suggest_s]})
             log(f"benchmark run [{spec.problem} {tag}] {name} seed {seed}: {len(results)} evaluations, "
                 f"final HV {curve[-1] / tf.hypervolume:.4f} of the true front, {time.monotonic() - t0:.0f} s")
     runs: dict[str, dict[str, Any]] = {}
@@ -236,6 +259,7 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
             if run is not None:
                 runs.setdefault(name, {})[str(run["seed"])] = {k: run[k] for k in
                                                                ("curve", "evaluations", "wall_s", "arch_ids")}
+                runs[name][str(run["seed"])]["suggest_s"] = run.get("suggest_s", [])  # none in runs before timing
     doc = {
         "format": "hytnas-benchmark-curves", "version": 1, "problem": spec.problem, "table": str(table.path),
         "objectives": [o.name for o in objectives], "senses": [o.sense for o in objectives],
@@ -313,6 +337,9 @@ def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
             for m in FRONT_AT:
                 found = [len(front & set(r["arch_ids"][:m])) / len(front) for r in seeds.values()]
                 row[f"front_found@{m}"] = statistics.fmean(found)
+        times = sorted(t for r in seeds.values() for t in r.get("suggest_s") or ())
+        row["median_suggest_s"] = statistics.median(times) if times else math.nan
+        row["p95_suggest_s"] = times[int(0.95 * (len(times) - 1))] if times else math.nan
         rows.append(row)
     return rows
 
@@ -321,8 +348,9 @@ def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
     """A Markdown table of :func:`summarize` rows."""
     ms = milestones(doc["budget"])
     fronts = [m for m in FRONT_AT if any(f"front_found@{m}" in r for r in rows)]
+    timed = any(not math.isnan(r.get("median_suggest_s", math.nan)) for r in rows)
     head = (["searcher", "seeds"] + [f"HV@{m}" for m in ms] + [f"evals to {round(t * 100)}%" for t in TARGETS]
-            + [f"true front found @{m}" for m in fronts])
+            + [f"true front found @{m}" for m in fronts] + (["median s/suggest", "p95 s/suggest"] if timed else []))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["searcher"], str(r["seeds"])]
@@ -334,6 +362,8 @@ def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
             n, hits = r[f"evals_to_{k}%"], r[f"reached_{k}%"]
             cells.append(f"never (0/{r['seeds']})" if math.isnan(n) else f"{n:g} ({hits}/{r['seeds']})")
         cells += [f"{r[f'front_found@{m}']:.0%}" if f"front_found@{m}" in r else "n/a" for m in fronts]
+        if timed:
+            cells += ["n/a" if math.isnan(r[k]) else f"{r[k]:.3f}" for k in ("median_suggest_s", "p95_suggest_s")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -349,7 +379,8 @@ def _write_summary(pdir: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) 
             f"({doc['true_front_size']} Pareto archs); reference point {ref} ({doc['ref_point_derivation']}).\n"
             "HV values are fractions of the true-front HV (mean ± std over each searcher's seeds); "
             f"evaluations to a target: median over the seeds that reached it (reached/seeds); true front found @m: "
-            f"the fraction of the true Pareto archs among the first m evaluations (mean over seeds).\n\n"
+            f"the fraction of the true Pareto archs among the first m evaluations (mean over seeds); s/suggest: "
+            f"wall time of a suggestion, median and 95th percentile over every suggestion of the searcher's runs.\n\n"
             + format_summary(rows, doc) + "\n")
     atomic_write_text(pdir / "summary.md", text)
 
@@ -384,5 +415,5 @@ def plot_curves(doc: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["RunSpec", "Completions", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher",
+__all__ = ["RunSpec", "Completions", "TimedSearcher", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher",
            "curve_of", "summarize", "format_summary", "plot_curves", "SEARCHERS", "SEARCHER_VARIANTS", "PROBLEMS"]

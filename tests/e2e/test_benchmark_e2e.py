@@ -112,8 +112,10 @@ def test_replay_on_the_table_reaches_the_exact_true_front(built, tmp_path):
         assert run["evaluations"] == 3 and sorted(run["arch_ids"]) == sorted(table.frame["arch_id"])
         assert run["curve"][-1] == pytest.approx(doc["true_hypervolume"], rel=1e-12)  # saw every arch
         assert all(b >= a for a, b in zip(run["curve"], run["curve"][1:]))
+        assert len(run["suggest_s"]) == 3 and all(t > 0 for t in run["suggest_s"])  # every suggestion timed
     assert (out / "val_accuracy-vs-latency_ms" / "curves.png").stat().st_size > 0
-    assert "| random |" in (out / "val_accuracy-vs-latency_ms" / "summary.md").read_text()
+    summary = (out / "val_accuracy-vs-latency_ms" / "summary.md").read_text()
+    assert "| random |" in summary and "| median s/suggest | p95 s/suggest |" in summary
     # a second call keeps the finished runs (no Tune run) and its summary still covers every run in the folder
     lines: list[str] = []
     run_benchmark(RunSpec(problem="table", table=second.table, searchers=("random",), budget=3, seeds=1,

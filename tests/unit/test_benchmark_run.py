@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hytnas.benchmark.hypervolume import true_front
-from hytnas.benchmark.run import RunSpec, curve_of, format_summary, summarize
+from hytnas.benchmark.run import RunSpec, TimedSearcher, curve_of, format_summary, summarize
 from hytnas.cli import main
 from hytnas.errors import ConfigError
 from hytnas.objectives import get_objectives
@@ -60,6 +60,45 @@ def test_summary_counts_the_true_pareto_archs_found():
     assert row["front_found@100"] == pytest.approx((2 / 4 + 2 / 4) / 2)  # x3, x70 | x110, x70
     assert "| true front found @50 | true front found @100 |" in format_summary([row], doc)
     assert format_summary([row], doc).rstrip().endswith("| 38% | 50% |")
+
+
+def test_summary_reports_suggestion_times_when_runs_have_them():
+    doc = {"true_hypervolume": 1.0, "budget": 4, "seeds": 2, "runs": {
+        "timed": {"0": {"curve": [1.0] * 4, "suggest_s": [0.1, 0.3]}, "1": {"curve": [1.0] * 4, "suggest_s": [0.2, 5.0]}},
+        "old": {"0": {"curve": [1.0] * 4}},  # a run written before suggestions were timed
+    }}
+    rows = {r["searcher"]: r for r in summarize(doc)}
+    assert rows["timed"]["median_suggest_s"] == pytest.approx(0.25)
+    assert rows["timed"]["p95_suggest_s"] == pytest.approx(0.3)  # sorted [0.1, 0.2, 0.3, 5.0][int(0.95 * 3)]
+    assert math.isnan(rows["old"]["median_suggest_s"])
+    text = format_summary(list(rows.values()), doc)
+    assert text.splitlines()[0].endswith("| median s/suggest | p95 s/suggest |")
+    assert text.splitlines()[2].endswith("| 0.250 | 0.300 |") and text.splitlines()[3].endswith("| n/a | n/a |")
+    untimed = format_summary([rows["old"]], doc)
+    assert "s/suggest" not in untimed
+
+
+def test_timed_searcher_times_only_the_suggestions_that_gave_a_trial():
+    from ray.tune.search import Searcher
+
+    class Script(Searcher):
+        def __init__(self):
+            super().__init__(metric="m", mode="max")
+            self.answers = [{"x": 1}, None, {"x": 2}, Searcher.FINISHED]
+
+        def suggest(self, trial_id):
+            return self.answers.pop(0)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            pass
+
+    t = TimedSearcher(Script())
+    assert t.suggest("a") == {"x": 1}
+    t.on_trial_complete("a", {"m": 1.0})
+    assert t.suggest("b") is None and t.suggest("c") == {"x": 2}
+    t.on_trial_complete("c", {"m": 1.0})
+    assert t.suggest("d") == Searcher.FINISHED
+    assert len(t.suggest_s) == 2 and all(v >= 0 for v in t.suggest_s)
 
 
 def test_curve_of_a_whole_table_ends_at_the_true_hypervolume(tmp_path):
