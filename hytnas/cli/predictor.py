@@ -136,12 +136,12 @@ def _eval(args: argparse.Namespace) -> int:
     space, archs, y = _load(args)
     cv = args.cv if args.cv is not None or args.train_size is not None else 5
     seeds = [args.seed + r for r in range(args.repeats)]
-    runs = [(split_indices(len(archs), train_size=args.train_size, cv=cv, seed=s), s) for s in seeds]
+    runs = [split_indices(len(archs), train_size=args.train_size, cv=cv, seed=s) for s in seeds]
     protocol = f"cv{cv}" if args.train_size is None else f"train{args.train_size}"
     makers = {name: [_factory(name, space, args, seed=s) for s in seeds] for name in _models(args.model)}
     results = []
     for name, make in makers.items():
-        per = [evaluate_predictor(m, archs, y, splits) for m, (splits, _) in zip(make, runs)]
+        per = [evaluate_predictor(m, archs, y, splits) for m, splits in zip(make, runs)]
         r: dict[str, Any] = {"model": name, "target": args.target, "protocol": protocol, **per[0]}
         if len(per) > 1:
             for k in (*METRIC_NAMES[1:], "fit_s"):
