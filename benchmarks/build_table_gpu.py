@@ -43,7 +43,9 @@ only the missing ``(arch, seed)`` pairs), ``failed.jsonl``, ``train.log``.
 batch-1 host latency of every arch, timed here in ``--latency-rounds`` interleaved passes over all
 archs (the profiler's ``time_module`` / ``fold_round``; ``latency_ms`` = the median of the fastest
 round, as ``hytnas profile``'s default statistic; progress kept in ``latency.json`` so an
-interrupted finalize continues), then writes the table (one row per arch, base seed) and the seed
+interrupted finalize continues; when archs were trained after a finished timing, every arch is
+timed again, so that all latencies of a table come from one run: this VM's speed differs between
+sessions by more than the latency differences that rank archs), then writes the table (one row per arch, base seed) and the seed
 table, readable by ``hytnas benchmark info|run`` and ``hytnas predictor eval``.
 """
 from __future__ import annotations
@@ -543,6 +545,10 @@ def host_latency(space: Space, archs: list, path: Path, rounds: int, runs: int, 
 
     settings = ProfileSettings(input_size=INPUT_SIZE, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS, threads=1)
     state = json.loads(path.read_text()) if path.is_file() else {}
+    if stale_latency(state, [space.arch_id(a) for a in archs], rounds):
+        print(f"latency: {path} was finished for fewer archs (another run, maybe another machine state); "
+              f"timing all {len(archs)} archs again", flush=True)
+        state = {}
     t0, n = time.perf_counter(), 0
 
     def timed(_arch_id: str, rnd: int) -> None:
@@ -558,6 +564,15 @@ def host_latency(space: Space, archs: list, path: Path, rounds: int, runs: int, 
         atomic_write_json(path, state)
     print(f"latency: {len(archs)} archs x {rounds} rounds, {n} timed now ({time.perf_counter() - t0:.0f} s)", flush=True)
     return state
+
+
+def stale_latency(state: dict[str, dict], ids: list[str], rounds: int) -> bool:
+    """True when ``state`` is a finished timing of fewer archs (some arch of ``ids`` is missing
+    while another holds all ``rounds``), not an interrupted timing of these ones (interleaved
+    passes: an interrupted run leaves no arch with all rounds while another has none)."""
+    from hytnas.hardware.profiler import rounds_of
+
+    return any(i not in state for i in ids) and any(rounds_of(state.get(i)) >= rounds for i in ids)
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:

@@ -84,6 +84,17 @@ def test_read_jsonl_skips_a_torn_last_line(btg, tmp_path):
     assert [r["key"] for r in btg.read_jsonl(p)] == ["a", "b", "d"]
 
 
+@pytest.mark.parametrize("state, stale", [
+    ({}, False),  # nothing timed yet
+    ({"a": {"rounds": 1}, "b": {"rounds": 1}}, False),  # interrupted in the second pass
+    ({"a": {"rounds": 3}, "b": {"rounds": 2}, "c": {"rounds": 2}}, False),  # interrupted in the third pass
+    ({"a": {"rounds": 1}}, False),  # interrupted in the first pass
+    ({"a": {"rounds": 3}, "b": {"rounds": 3}}, True),  # finished before c was trained: time all again
+])
+def test_latency_of_a_grown_table_is_timed_again_in_one_run(btg, state, stale):
+    assert btg.stale_latency(state, ["a", "b", "c"], rounds=3) is stale
+
+
 def _run(*args, cwd=ROOT):
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
