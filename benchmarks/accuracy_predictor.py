@@ -31,7 +31,8 @@ import numpy as np
 from scipy import stats
 
 from hytnas.benchmark.table import BenchmarkTable
-from hytnas.predictors import make_predictor
+from hytnas.errors import DataError, HytnasError
+from hytnas.predictors import PREDICTORS, make_predictor
 from hytnas.predictors.metrics import evaluate_predictor, split_indices
 from hytnas.utils import atomic_write_json
 
@@ -45,23 +46,40 @@ def _summary(taus: list[float]) -> dict:
             "frac_ge_target": float(np.mean(a >= TARGET_TAU)), "per_split": [float(t) for t in a]}
 
 
+def _column(df, col: str, path: Path) -> np.ndarray:
+    """Column ``col`` as finite floats, or one error line (``--target`` / ``--baselines``)."""
+    try:
+        v = df[col].to_numpy(dtype=float)
+    except KeyError:
+        raise DataError(f"table {path}: no column {col!r} (--target / --baselines); columns are {', '.join(df.columns)}") from None
+    except (TypeError, ValueError):
+        raise DataError(f"table {path}: column {col!r} holds cells that are not numbers (--target / --baselines)") from None
+    if not np.isfinite(v).all():
+        raise DataError(f"table {path}: column {col!r} has empty or infinite cells (--target / --baselines)")
+    return v
+
+
 def run(args: argparse.Namespace) -> dict:
     table = BenchmarkTable.load(args.table)
     space, archs = table.space, table.archs
     df = table.frame
-    y = df[args.target].to_numpy(dtype=float)
     n = len(archs)
     kw = dict(input_size=space.input_size, num_classes=int(table.header.get("num_classes", 10)),
               in_channels=int(table.header.get("in_channels", 3)))
     models = [m for m in args.models.split(",") if m]
     baselines = [b for b in args.baselines.split(",") if b]
-
+    unknown = [m for m in models if m not in PREDICTORS or PREDICTORS[m].needs_table]
+    if not models or unknown:
+        raise DataError(f"--models: {unknown[0] if unknown else 'none given'}; choose from "
+                        f"{', '.join(k for k, v in PREDICTORS.items() if not v.needs_table)}")
+    cols = {c: _column(df, c, args.table) for c in [args.target, *baselines]}
+    y = cols[args.target]
     protocols: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     protocols["random"] = [split_indices(n, train_size=args.n_train, seed=s)[0] for s in range(args.repeats)]
     if args.fresh_after:
         k = args.fresh_after
         if not args.n_train < k < n - 1:
-            raise SystemExit(f"--fresh-after: must be between --n-train ({args.n_train}) and {n - 2} (the table has {n} rows), got {k}")
+            raise DataError(f"--fresh-after: must be between --n-train ({args.n_train}) and {n - 2} (the table has {n} rows), got {k}")
         protocols["fresh"] = [(np.random.default_rng(s).permutation(k)[:args.n_train], np.arange(k, n))
                               for s in range(args.repeats)]
     out: dict = {"benchmark": "accuracy_predictor", "table": str(args.table), "target": args.target, "n_archs": n,
@@ -75,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
             res["models"][m] = {**_summary(taus), "seconds": round(time.perf_counter() - t0, 1)}
             print(f"[{proto}] {m}: tau {np.mean(taus):.3f}", file=sys.stderr, flush=True)
         for b in baselines:
-            col = df[b].to_numpy(dtype=float)
+            col = cols[b]
             res["baselines"][b] = _summary([float(stats.kendalltau(y[te], col[te]).statistic) for _, te in splits])
         out["protocols"][proto] = res
     if args.cv:
@@ -85,7 +103,7 @@ def run(args: argparse.Namespace) -> dict:
             r = evaluate_predictor(lambda: make_predictor(m, space, seed=0, **kw), archs, y, splits)
             res["models"][m] = {"mean": r["kendall_tau"], "n_train": r["n_train"]}
         for b in baselines:
-            res["baselines"][b] = {"mean": float(stats.kendalltau(y, df[b].to_numpy(dtype=float)).statistic)}
+            res["baselines"][b] = {"mean": float(stats.kendalltau(y, cols[b]).statistic)}
         out["protocols"][f"cv{args.cv}"] = res
     return out
 
@@ -122,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         ap.error(f"--repeats: must be at least 1, got {args.repeats}")
     t0 = time.perf_counter()
-    out = run(args)
+    try:
+        out = run(args)
+    except HytnasError as exc:
+        raise SystemExit(f"accuracy_predictor: {exc}") from None
     out["total_s"] = round(time.perf_counter() - t0, 1)
     out["argv"] = sys.argv[1:] if argv is None else argv
     atomic_write_json(args.out, out)

@@ -45,8 +45,9 @@ archs (the profiler's ``time_module`` / ``fold_round``; ``latency_ms`` = the med
 round, as ``hytnas profile``'s default statistic; progress kept in ``latency.json`` so an
 interrupted finalize continues; when archs were trained after a finished timing, every arch is
 timed again, so that all latencies of a table come from one run: this VM's speed differs between
-sessions by more than the latency differences that rank archs), then writes the table (one row per arch, base seed) and the seed
-table, readable by ``hytnas benchmark info|run`` and ``hytnas predictor eval``.
+sessions by more than the latency differences that rank archs), then writes the table (one row
+per arch, base seed) and the seed table, readable by ``hytnas benchmark info|run`` and
+``hytnas predictor eval``.
 """
 from __future__ import annotations
 

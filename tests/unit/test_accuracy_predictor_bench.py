@@ -45,3 +45,18 @@ def test_fresh_after_out_of_range_is_one_line(bench, tmp_path):
     with pytest.raises(SystemExit, match="--fresh-after: must be between --n-train"):
         bench.main(["--table", str(TABLE), "--n-train", "20", "--fresh-after", "10", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--models", "gp,oracle"], "--models: oracle; choose from"),
+    (["--models", "lut"], "--models: lut; choose from"),
+    (["--baselines", "energy_mj"], "no column 'energy_mj'"),
+    (["--target", "source"], "column 'source' holds cells that are not numbers"),
+])
+def test_bad_arguments_are_one_line(bench, tmp_path, extra, expect):
+    out = tmp_path / "x.json"
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--table", str(TABLE), "--n-train", "20", "--repeats", "1", "--cv", "0", *extra, "--out", str(out)])
+    msg = str(exc.value)
+    assert msg.startswith("accuracy_predictor: ") and expect in msg and "\n" not in msg
+    assert not out.exists()
