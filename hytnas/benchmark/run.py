@@ -164,8 +164,9 @@ def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, max_concurrent_trials=1,
-                                    reuse_actors=True),
+        # one trial at a time: TimedSearcher is a ConcurrencyLimiter (Tune warns when
+        # max_concurrent_trials is given as well)
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=budget, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[rec], verbose=0,
                                   log_to_file=False, failure_config=tune.FailureConfig(max_failures=0)),
     )
