@@ -102,19 +102,20 @@ def _load(args: argparse.Namespace) -> tuple[Any, list, Any]:
     return space, archs, df[args.target].to_numpy(dtype=float)
 
 
-def _factory(name: str, space: Any, args: argparse.Namespace, seed: int | None = None):
+def _factory(name: str, space: Any, args: argparse.Namespace):
+    """``make(seed=args.seed)`` -> a fresh predictor ``name`` (its latency table loaded once)."""
     from hytnas.hardware import LatencyTable
     from hytnas.predictors import PREDICTORS, make_predictor
 
     if name not in PREDICTORS:
         raise DataError(f"--model: unknown model {name!r}; choose from {', '.join(PREDICTORS)}")
     kw: dict[str, Any] = dict(input_size=space.input_size, num_classes=args.num_classes,
-                              in_channels=args.in_channels, seed=args.seed if seed is None else seed)
+                              in_channels=args.in_channels)
     if PREDICTORS[name].needs_table:
         if args.lut is None:
             raise DataError(f"--lut: model {name} needs a latency table; give --lut DIR (a folder written by `hytnas profile`)")
         kw["table"] = LatencyTable.load(args.lut)
-    return lambda: make_predictor(name, space, **kw)
+    return lambda seed=args.seed: make_predictor(name, space, seed=seed, **kw)
 
 
 def _models(arg: str) -> list[str]:
@@ -125,6 +126,8 @@ def _models(arg: str) -> list[str]:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from functools import partial
+
     import numpy as np
 
     from hytnas.predictors.metrics import METRIC_NAMES, evaluate_predictor, split_indices
@@ -138,10 +141,10 @@ def _eval(args: argparse.Namespace) -> int:
     seeds = [args.seed + r for r in range(args.repeats)]
     runs = [split_indices(len(archs), train_size=args.train_size, cv=cv, seed=s) for s in seeds]
     protocol = f"cv{cv}" if args.train_size is None else f"train{args.train_size}"
-    makers = {name: [_factory(name, space, args, seed=s) for s in seeds] for name in _models(args.model)}
+    factories = {name: _factory(name, space, args) for name in _models(args.model)}
     results = []
-    for name, make in makers.items():
-        per = [evaluate_predictor(m, archs, y, splits) for m, splits in zip(make, runs)]
+    for name, make in factories.items():
+        per = [evaluate_predictor(partial(make, seed=s), archs, y, splits) for s, splits in zip(seeds, runs)]
         r: dict[str, Any] = {"model": name, "target": args.target, "protocol": protocol, **per[0]}
         if len(per) > 1:
             for k in (*METRIC_NAMES[1:], "fit_s"):
