@@ -212,22 +212,28 @@ def test_profile_writes_files_and_resumes(tmp_path, micro):
     assert len(read_arch_table(out / "validation.csv", micro)[0]) == 5
 
 
-def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
-    settings = ProfileSettings(input_size=32, n_validate=2, **FAST)
+def _interrupt_profile(space, out, settings, monkeypatch, after: int) -> None:
+    """Run ``run_profile`` and stop it (KeyboardInterrupt) at the ``after + 1``-th timing; then
+    restore the real timer."""
     real, calls = profiler_mod.time_module, {"n": 0}
 
     def flaky(*args, **kwargs):
-        if calls["n"] == 7:
+        if calls["n"] == after:
             raise KeyboardInterrupt
         calls["n"] += 1
         return real(*args, **kwargs)
 
     monkeypatch.setattr(profiler_mod, "time_module", flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_profile(micro, tmp_path, settings)
+        run_profile(space, out, settings)
+    monkeypatch.setattr(profiler_mod, "time_module", real)
+
+
+def test_profile_interrupted_keeps_progress(tmp_path, micro, monkeypatch):
+    settings = ProfileSettings(input_size=32, n_validate=2, **FAST)
+    _interrupt_profile(micro, tmp_path, settings, monkeypatch, after=7)
     lut = LatencyTable.load(tmp_path)
     assert len(lut) == 7 and not lut.complete
-    monkeypatch.setattr(profiler_mod, "time_module", real)
     res = run_profile(micro, tmp_path, settings)
     assert res.n_units_timed_now == res.n_units - 7 and LatencyTable.load(tmp_path).complete
 
@@ -236,18 +242,7 @@ def test_profile_interrupted_before_any_arch_is_timed_continues(tmp_path, micro,
     """A stop at the first end-to-end timing leaves no validation file that a continuation refuses."""
     settings = ProfileSettings(input_size=32, n_validate=2, **FAST)
     n_units = len(profiler_mod.units_to_profile(micro, settings))
-    real, calls = profiler_mod.time_module, {"n": 0}
-
-    def flaky(*args, **kwargs):
-        if calls["n"] == n_units:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(profiler_mod, "time_module", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        run_profile(micro, tmp_path, settings)
-    monkeypatch.setattr(profiler_mod, "time_module", real)
+    _interrupt_profile(micro, tmp_path, settings, monkeypatch, after=n_units)
     res = run_profile(micro, tmp_path, settings)
     assert res.n_units_timed_now == 0 and res.n_validate_timed_now == 2
 
