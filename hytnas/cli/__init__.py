@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from hytnas.errors import HytnasError
 
@@ -36,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # linear_operator's (botorch's) import-time notice about torch.jit: not actionable for a CLI user
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+            return int(args.func(args) or 0)
     except HytnasError as exc:
         print(f"hytnas: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 EPILOG = """examples:
   hytnas search quickstart
@@ -44,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from hytnas.config import load_experiment
 
     cfg = load_experiment(args.config, args.overrides)
-    # botorch's import-time notice about torch.jit; not actionable for a user of the CLI
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     from hytnas.search import SearchFailed, run_search  # heavy imports (ray, torch) after the config is valid
 
     try:
