@@ -40,8 +40,8 @@ appended and fsynced: a killed run keeps every finished trial; a run with the sa
 only the missing ``(arch, seed)`` pairs), ``failed.jsonl``, ``train.log``.
 
 ``finalize`` (needs the full install): adds the exact costs (``hytnas.costs.arch_costs``) and the
-batch-1 host latency of every arch, timed here in ``--latency-rounds`` interleaved passes over all
-archs (the profiler's ``time_module`` / ``fold_round``; ``latency_ms`` = the median of the fastest
+batch-1 host latency of every arch, timed here in ``--latency-rounds`` (default 8) interleaved
+passes over all archs (the profiler's ``time_module`` / ``fold_round``; ``latency_ms`` = the median of the fastest
 round, as ``hytnas profile``'s default statistic; progress kept in ``latency.json`` so an
 interrupted finalize continues; when archs were trained after a finished timing, every arch is
 timed again, so that all latencies of a table come from one run: this VM's speed differs between
@@ -567,6 +567,20 @@ def host_latency(space: Space, archs: list, path: Path, rounds: int, runs: int, 
     return state
 
 
+def latency_cost_fit(latency_ms: list[float], costs: list[dict[str, float]]) -> tuple[float, float]:
+    """How well a cost model explains a timing: least squares of log latency on log MACs, log params
+    and log peak memory (plus a constant); returns (residual sd, R^2). The costs are exact, so a
+    noisier timing shows as a larger residual (this VM: 0.15 on quiet timings, 0.19-0.23 for 3-round
+    timings on a noisy day, when 8 rounds gave 0.15 again)."""
+    import numpy as np
+
+    y = np.log(np.asarray(latency_ms, dtype=float))
+    X = np.column_stack([np.ones(len(y))] + [np.log([c[k] for c in costs]) for k in ("macs_m", "params_k", "peak_sram_kb")])
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r = y - X @ beta
+    return float(r.std()), float(1 - r.var() / y.var()) if y.var() > 0 else 1.0
+
+
 def stale_latency(state: dict[str, dict], ids: list[str], rounds: int) -> bool:
     """True when ``state`` is a finished timing of fewer archs (some arch of ``ids`` is missing
     while another holds all ``rounds``), not an interrupted timing of these ones (interleaved
@@ -595,6 +609,14 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     lat = host_latency(space, [i.arch for i in primary], raw / LATENCY_FILE, args.latency_rounds, args.latency_runs,
                        args.latency_warmup)
     epoch_cols = [f"val_accuracy_e{e}" for e in range(1, s.epochs + 1)]
+    timed = [i for i in primary if space.arch_id(i.arch) in lat]
+    if len(timed) >= 10:
+        sd, r2 = latency_cost_fit([lat[space.arch_id(i.arch)]["median_ms"] for i in timed],
+                                  [arch_costs(space.to_arch_cfg(i.arch), INPUT_SIZE, NUM_CLASSES, IN_CHANNELS)
+                                   for i in timed])
+        print(f"latency check: log latency on log MACs, params, peak memory: residual sd {sd:.3f}, R^2 {r2:.3f} "
+              "(quiet timings here: ~0.15; clearly above that, the machine was noisy: delete latency.json and "
+              "finalize again, with more --latency-rounds)", flush=True)
 
     def row_of(i: BuildItem) -> dict[str, Any]:
         r = rows[key_of(space, i.arch.to_dict(), i.seed)]
@@ -684,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("finalize", help="costs, host latency and the table files, from a train --out folder")
     f.add_argument("--raw", required=True)
     f.add_argument("--table", required=True)
-    f.add_argument("--latency-rounds", type=int, default=3)
+    f.add_argument("--latency-rounds", type=int, default=8)
     f.add_argument("--latency-runs", type=int, default=10)
     f.add_argument("--latency-warmup", type=int, default=2)
     c = sub.add_parser("recheck", help="train recorded trials again here and compare")

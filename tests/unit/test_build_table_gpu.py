@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 from hytnas.benchmark.archlist import build_items
 from hytnas.benchmark.table import BenchmarkTable, read_header
@@ -97,6 +98,19 @@ def test_latency_of_a_grown_table_is_timed_again_in_one_run(btg, state, stale):
 
 def _run(*args, cwd=ROOT):
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_latency_cost_fit_grows_with_timing_noise(btg):
+    g = torch.Generator().manual_seed(0)
+    n = 60
+    macs, params, peak = (torch.rand(n, generator=g, dtype=torch.float64) * 50 + 1 for _ in range(3))
+    costs = [{"macs_m": float(m), "params_k": float(p), "peak_sram_kb": float(k)} for m, p, k in zip(macs, params, peak)]
+    exact = (0.1 * macs ** 0.8 * params ** 0.1).tolist()  # a pure power law of the costs
+    sd, r2 = btg.latency_cost_fit(exact, costs)
+    assert sd < 1e-9 and r2 > 1 - 1e-9
+    noisy = (torch.tensor(exact) * torch.exp(0.2 * torch.randn(n, generator=g, dtype=torch.float64))).tolist()
+    sd, r2 = btg.latency_cost_fit(noisy, costs)
+    assert 0.12 < sd < 0.25 and r2 < 1
 
 
 def test_finalize_without_a_train_folder_is_one_line(tmp_path):
