@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from hytnas.benchmark.table import BenchmarkTable
+from hytnas.benchmark.table import REQUIRED_METRICS, BenchmarkTable
 from hytnas.errors import DataError, HytnasError
 from hytnas.predictors import PREDICTORS, make_predictor
 from hytnas.predictors.metrics import evaluate_predictor, split_indices
@@ -46,33 +46,21 @@ def _summary(taus: list[float]) -> dict:
             "frac_ge_target": float(np.mean(a >= TARGET_TAU)), "per_split": [float(t) for t in a]}
 
 
-def _column(df, col: str, path: Path) -> np.ndarray:
-    """Column ``col`` as finite floats, or one error line (``--target`` / ``--baselines``)."""
-    try:
-        v = df[col].to_numpy(dtype=float)
-    except KeyError:
-        raise DataError(f"table {path}: no column {col!r} (--target / --baselines); columns are {', '.join(df.columns)}") from None
-    except (TypeError, ValueError):
-        raise DataError(f"table {path}: column {col!r} holds cells that are not numbers (--target / --baselines)") from None
-    if not np.isfinite(v).all():
-        raise DataError(f"table {path}: column {col!r} has empty or infinite cells (--target / --baselines)")
-    return v
-
-
 def run(args: argparse.Namespace) -> dict:
-    table = BenchmarkTable.load(args.table)
-    space, archs = table.space, table.archs
-    df = table.frame
-    n = len(archs)
-    kw = dict(input_size=space.input_size, num_classes=int(table.header.get("num_classes", 10)),
-              in_channels=int(table.header.get("in_channels", 3)))
     models = [m for m in args.models.split(",") if m]
     baselines = [b for b in args.baselines.split(",") if b]
     unknown = [m for m in models if m not in PREDICTORS or PREDICTORS[m].needs_table]
     if not models or unknown:
         raise DataError(f"--models: {unknown[0] if unknown else 'none given'}; choose from "
                         f"{', '.join(k for k, v in PREDICTORS.items() if not v.needs_table)}")
-    cols = {c: _column(df, c, args.table) for c in [args.target, *baselines]}
+    # the table's own checks: --target and --baselines columns present, numbers, finite (one line, row and column)
+    table = BenchmarkTable.load(args.table, metrics=(*REQUIRED_METRICS, args.target, *baselines))
+    space, archs = table.space, table.archs
+    df = table.frame
+    n = len(archs)
+    kw = dict(input_size=space.input_size, num_classes=int(table.header.get("num_classes", 10)),
+              in_channels=int(table.header.get("in_channels", 3)))
+    cols = {c: df[c].to_numpy(dtype=float) for c in [args.target, *baselines]}
     y = cols[args.target]
     protocols: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     protocols["random"] = [split_indices(n, train_size=args.n_train, seed=s)[0] for s in range(args.repeats)]

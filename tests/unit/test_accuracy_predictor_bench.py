@@ -50,8 +50,8 @@ def test_fresh_after_out_of_range_is_one_line(bench, tmp_path):
 @pytest.mark.parametrize("extra, expect", [
     (["--models", "gp,oracle"], "--models: oracle; choose from"),
     (["--models", "lut"], "--models: lut; choose from"),
-    (["--baselines", "energy_mj"], "no column 'energy_mj'"),
-    (["--target", "source"], "column 'source' holds cells that are not numbers"),
+    (["--baselines", "energy_mj"], "missing metric column 'energy_mj'"),
+    (["--target", "source"], "row 2, column source: 'sobol' is not a number"),
 ])
 def test_bad_arguments_are_one_line(bench, tmp_path, extra, expect):
     out = tmp_path / "x.json"
