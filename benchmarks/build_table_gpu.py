@@ -609,11 +609,11 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     lat = host_latency(space, [i.arch for i in primary], raw / LATENCY_FILE, args.latency_rounds, args.latency_runs,
                        args.latency_warmup)
     epoch_cols = [f"val_accuracy_e{e}" for e in range(1, s.epochs + 1)]
-    timed = [i for i in primary if space.arch_id(i.arch) in lat]
+    costs = {aid: arch_costs(space.to_arch_cfg(arch), INPUT_SIZE, NUM_CLASSES, IN_CHANNELS)
+             for aid, arch in {space.arch_id(i.arch): i.arch for i in done}.items()}  # every finished arch once
+    timed = [aid for aid in costs if aid in lat]
     if len(timed) >= 10:
-        sd, r2 = latency_cost_fit([lat[space.arch_id(i.arch)]["median_ms"] for i in timed],
-                                  [arch_costs(space.to_arch_cfg(i.arch), INPUT_SIZE, NUM_CLASSES, IN_CHANNELS)
-                                   for i in timed])
+        sd, r2 = latency_cost_fit([lat[aid]["median_ms"] for aid in timed], [costs[aid] for aid in timed])
         print(f"latency check: log latency on log MACs, params, peak memory: residual sd {sd:.3f}, R^2 {r2:.3f} "
               "(quiet timings here: ~0.15; clearly above that, the machine was noisy: delete latency.json and "
               "finalize again, with more --latency-rounds)", flush=True)
@@ -621,10 +621,9 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     def row_of(i: BuildItem) -> dict[str, Any]:
         r = rows[key_of(space, i.arch.to_dict(), i.seed)]
         aid = space.arch_id(i.arch)
-        costs = arch_costs(space.to_arch_cfg(i.arch), INPUT_SIZE, NUM_CLASSES, IN_CHANNELS)
         out = {"arch_id": aid, "source": i.source, "seed": i.seed, "val_accuracy": r["val_accuracy"],
                "val_loss": r["val_loss"], "test_accuracy": r["test_accuracy"], **{c: r[c] for c in epoch_cols},
-               **{k: costs[k] for k in ("params_k", "macs_m", "peak_sram_kb", "model_size_kb")},
+               **{k: costs[aid][k] for k in ("params_k", "macs_m", "peak_sram_kb", "model_size_kb")},
                "latency_ms": lat[aid]["median_ms"] if aid in lat else math.nan,
                "latency_min_ms": lat[aid]["min_ms"] if aid in lat else math.nan,
                "train_time_s": r["train_time_s"], "trained_on": r.get("trained_on", meta.get("device", "?"))}
