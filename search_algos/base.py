@@ -1,175 +1,146 @@
-"""The bookkeeping shared by HyT-NAS's own Ray Tune searchers (``random`` and ``mobo``).
+"""The ask/tell interface every HyT-NAS searcher implements, and the bookkeeping it shares. Ray-free.
 
-:class:`ArchSearcher` turns Ray Tune's callbacks into a plain record of the search:
+A searcher proposes archs of a space and is told what became of them::
 
-- ``pending``: ``trial_id -> Arch`` handed out and not finished;
-- ``observations``: archs with *final* reported metrics (see :mod:`search_algos.common`);
-- ``failed``: archs whose trial errored (recorded, never re-proposed, never modelled);
-- ``discarded``: archs whose trial ended without a final result (e.g. stopped by ASHA).
+    archs = searcher.ask(2)                 # up to 2 new archs (fewer, or none, when the space is used up)
+    searcher.tell(archs[0], {"val_accuracy": 0.91})   # a final observation (reported metrics)
+    searcher.tell_failed(archs[1], "CUDA OOM")        # the trial raised: never re-proposed, never modelled
+    searcher.tell_stopped(arch)                        # ended without a final result (e.g. ASHA): used, not modelled
+    state = searcher.state_dict()           # a versioned plain (JSON-able) dict
+    other.load_state_dict(state)            # same problem and settings: continues exactly
 
-Every arch in any of these (and every warm-start arch) is *used*: a searcher never proposes a
-used arch again (de-duplication by ``arch_id``). The record is a versioned plain JSON dict
-(:meth:`get_state`), written atomically by :meth:`save`; :meth:`restore` rebuilds everything
-else (fitted models are refitted, never unpickled). Pickling (``tune.Tuner`` stores the searcher
-object in the experiment folder) goes through the same plain state.
+:class:`ArchSearcher` keeps the record of the search:
 
-Subclasses implement :meth:`_propose` (return one unused feasible arch or ``None`` when there
-is none left) and may extend :meth:`_settings` / :meth:`_on_state_restored`.
+- ``pending``: archs asked and not told yet (in the order they were asked);
+- ``observations``: archs with final metrics (the reported objectives and constraint metrics);
+- ``failed`` / ``discarded``: told failed / stopped (or final metrics missing or not finite);
+- ``used``: every arch above and every warm-start arch: never proposed again (de-duplication
+  by arch).
+
+Subclasses implement :meth:`_propose` (one unused feasible arch, or ``None`` when there is none
+left) and may extend :meth:`_settings_state` / :meth:`_load_settings_state` and :meth:`_on_observation`.
+Fitted models are never part of the state: they are refitted after a restore. Pickling goes
+through the same plain state for subclasses that list their fitted models in ``_TRANSIENT``.
 """
 from __future__ import annotations
 
 import copy
 import json
-import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
-from ray.tune.search import Searcher
 
-from hytnas.errors import HytnasError, SearchError
-from hytnas.space import GENES, Arch
+from hytnas.errors import SearchError
+from hytnas.space import Arch
 from hytnas.utils import atomic_write_json
 from search_algos.common import Problem, load_candidates, read_observations
-
-logger = logging.getLogger(__name__)
+from search_algos.settings import SearcherSettings
 
 STATE_FORMAT = "hytnas-searcher-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
-class ArchSearcher(Searcher):
-    """Base class: a Ray Tune ``Searcher`` over the archs of a HyT-NAS space.
+@runtime_checkable
+class Searcher(Protocol):
+    """The ask/tell interface of every searcher (``mobo``, ``random``, ``optuna-*``, ``ax``)."""
+
+    kind: str
+    problem: Problem
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` new archs to evaluate (fewer, or none, when nothing is left)."""
+
+    def tell(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
+        """A final observation: the reported objectives and constraint metrics of ``arch``."""
+
+    def tell_failed(self, arch: Arch, error: object = None) -> None:
+        """``arch``'s evaluation raised."""
+
+    def tell_stopped(self, arch: Arch) -> None:
+        """``arch``'s evaluation ended without a final result (e.g. stopped early by ASHA)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """A versioned plain (JSON-able) dict of the search so far."""
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (same kind, same problem)."""
+
+
+class ArchSearcher:
+    """Base class of the ask/tell searchers (see the module docstring).
 
     Args:
         problem: the validated problem (:func:`search_algos.common.make_problem`).
-        seed: seed of the searcher's own ``numpy`` generator (the only randomness).
-        max_concurrent: most trials handed out and not finished; ``suggest`` returns ``None``
-            above it. Ray's ``max_concurrent_trials`` overrides it (``set_max_concurrency``).
-        candidates: pool mode: an arch-table CSV or a list of archs; proposals come only from it.
-        warm_start: an arch-table CSV with the reported objective columns: prior observations.
+        settings: the searcher's frozen settings (:mod:`search_algos.settings`).
+        seed: seed of the searcher's own ``numpy`` generator (its only randomness).
     """
 
-    kind = "base"
+    kind: ClassVar[str] = "base"
+    _TRANSIENT: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(
-        self,
-        problem: Problem,
-        *,
-        seed: int = 0,
-        max_concurrent: int = 1,
-        candidates: str | Path | Sequence[Arch] | None = None,
-        warm_start: str | Path | None = None,
-    ) -> None:
-        # Tune checks that every result holds the searcher's metrics: only the *reported*
-        # objectives come from the trainable; known ones are computed here from the arch.
-        reported = problem.reported_objectives
-        super().__init__(metric=[o.name for o in reported] or None, mode=[o.sense for o in reported] or None)
-        if int(max_concurrent) < 1:
-            raise SearchError(f"max_concurrent: must be >= 1, got {max_concurrent}")
+    def __init__(self, problem: Problem, settings: SearcherSettings, *, seed: int = 0) -> None:
         self.problem = problem
+        self.settings = settings
         self.seed = int(seed)
-        self.max_concurrent = int(max_concurrent)
         self.rng = np.random.default_rng(self.seed)
-        self.pool = load_candidates(candidates, problem.space)
-        self._pool_source = str(candidates) if isinstance(candidates, (str, Path)) else None
-        self.pending: dict[str, Arch] = {}
+        self.pool = load_candidates(settings.candidates, problem.space)
+        self.pending: dict[Arch, None] = {}
         self.observations: list[tuple[Arch, dict[str, float]]] = []
         self.failed: list[Arch] = []
         self.discarded: list[Arch] = []
         self.used: set[Arch] = set()
         self.n_suggested = 0
         self.n_warm = 0
-        if warm_start is not None:
-            self._warm_start_source = str(warm_start)
-            archs, Y = read_observations(warm_start, problem)
-            cols = [o.name for o in problem.reported_objectives] + [c.name for c in problem.reported_constraints]
+        if settings.warm_start is not None:
+            archs, Y = read_observations(settings.warm_start, problem)
             for a, y in zip(archs, Y.tolist()):
                 if a not in self.used:
-                    self.observations.append((a, dict(zip(cols, y))))
+                    self.observations.append((a, dict(zip(problem.observed_names, y))))
                     self.used.add(a)
             self.n_warm = len(self.observations)
-        else:
-            self._warm_start_source = None
 
-    # ------------------------------------------------------------------ Ray Tune interface
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        """The objectives are fixed at construction; Tune's metric/mode only rank the results."""
-        return True
-
-    def set_max_concurrency(self, max_concurrent: int) -> bool:
-        self.max_concurrent = int(max_concurrent)
-        return True
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if len(self.pending) >= self.max_concurrent:
-            return None
-        if trial_id in self.pending:  # Tune asks again for a trial it already has
-            return self.problem.config(self.pending[trial_id])
-        arch = self._propose()
-        if arch is None:
-            logger.info("%s searcher: no unused feasible arch left; finishing", self.kind)
-            return Searcher.FINISHED
-        if arch in self.used:  # a bug in _propose, never a user error
-            raise SearchError(f"{self.kind} searcher proposed an arch twice ({self.problem.arch_id(arch)})")
-        self.pending[trial_id] = arch
-        self.used.add(arch)
-        self.n_suggested += 1
-        return self.problem.config(arch)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        arch = self.pending.pop(trial_id, None)
-        if arch is None:
-            arch = self._arch_from_result(result)
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` new archs (unused, feasible); fewer when the space or pool is used up."""
+        out: list[Arch] = []
+        for _ in range(int(n)):
+            arch = self._propose()
             if arch is None:
-                return
-        self._record(arch, result, error)
+                break
+            if arch in self.used:  # a bug in _propose, never a user error
+                raise SearchError(f"{self.kind} searcher proposed an arch twice ({self.problem.arch_id(arch)})")
+            self.pending[arch] = None
+            self.used.add(arch)
+            self.n_suggested += 1
+            out.append(arch)
+        return out
 
-    def add_evaluated_point(
-        self,
-        parameters: Mapping[str, Any],
-        value: Mapping[str, float] | Sequence[float] | float | None,
-        error: bool = False,
-        pruned: bool = False,
-        intermediate_values: list[float] | None = None,
-    ) -> None:
-        """An arch evaluated elsewhere: ``parameters`` a trial config (23 genes or latent),
-        ``value`` a mapping metric -> value, or a sequence in the order of the reported metrics."""
-        arch = self.problem.arch_of(parameters)
-        names = [o.name for o in self.problem.reported_objectives] + [c.name for c in self.problem.reported_constraints]
-        if error or pruned or value is None:
-            result = None
-        elif isinstance(value, Mapping):
-            result = {**value, "done": True}
-        else:
-            vals = [value] if np.isscalar(value) else list(value)
-            if len(vals) != len(names):
-                raise SearchError(f"add_evaluated_point: expected {len(names)} values ({', '.join(names)}), got {len(vals)}")
-            result = {**dict(zip(names, vals)), "done": True}
-        self.used.add(arch)
-        self._record(arch, result, error)
-
-    def _record(self, arch: Arch, result: Mapping[str, Any] | None, error: bool) -> None:
-        self.used.add(arch)
-        if error:
-            self.failed.append(arch)
-            return
-        metrics = self.problem.final_metrics(result)
-        if metrics is None:
+    def tell(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
+        """A final observation of ``arch``: its reported objectives and constraint metrics.
+        Metrics that are missing or not finite make it a discarded arch (used, not modelled)."""
+        self._forget_pending(arch)
+        observed = self.problem.observed(metrics)
+        if observed is None:
             self.discarded.append(arch)
             return
-        self.observations.append((arch, metrics))
+        self.observations.append((arch, observed))
         self._on_observation()
 
-    def _arch_from_result(self, result: Mapping[str, Any] | None) -> Arch | None:
-        cfg = (result or {}).get("config")
-        if not isinstance(cfg, Mapping):
-            return None
-        try:
-            return self.problem.arch_of(cfg)
-        except HytnasError:
-            return None
+    def tell_failed(self, arch: Arch, error: object = None) -> None:
+        """``arch``'s trial raised (``error`` is informational): never re-proposed, never modelled."""
+        self._forget_pending(arch)
+        self.failed.append(arch)
+
+    def tell_stopped(self, arch: Arch) -> None:
+        """``arch``'s trial ended without a final result (stopped early): used, not modelled."""
+        self._forget_pending(arch)
+        self.discarded.append(arch)
+
+    def _forget_pending(self, arch: Arch) -> None:
+        self.pending.pop(arch, None)
+        self.used.add(arch)
 
     # ------------------------------------------------------------------ subclass hooks
     def _propose(self) -> Arch | None:
@@ -178,11 +149,12 @@ class ArchSearcher(Searcher):
     def _on_observation(self) -> None:
         """Called after each new observation (e.g. to mark a model stale)."""
 
-    def _settings(self) -> dict[str, Any]:
+    def _settings_state(self) -> dict[str, Any]:
+        """What the subclass adds to the state (plain values)."""
         return {}
 
-    def _on_state_restored(self) -> None:
-        """Rebuild derived things (fitted models) after :meth:`set_state`."""
+    def _load_settings_state(self, s: Mapping[str, Any]) -> None:
+        """Restore what :meth:`_settings_state` wrote; rebuild derived things lazily."""
 
     # ------------------------------------------------------------------ helpers for subclasses
     def _unused_feasible(self, archs: Sequence[Arch]) -> list[Arch]:
@@ -216,99 +188,95 @@ class ArchSearcher(Searcher):
 
     def observed_arrays(self) -> tuple[list[Arch], torch.Tensor]:
         """Observed archs and ``(n, n_reported + n_reported_constraints)`` metrics (natural sense)."""
-        names = [o.name for o in self.problem.reported_objectives] + [c.name for c in self.problem.reported_constraints]
+        names = self.problem.observed_names
         archs = [a for a, _ in self.observations]
         Y = torch.tensor([[m[k] for k in names] for _, m in self.observations], dtype=torch.float64)
         return archs, Y.reshape(len(archs), len(names))
 
     # ------------------------------------------------------------------ state
-    def get_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The versioned plain dict that fully describes the search so far."""
         space = self.problem.space
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "searcher": self.kind,
-            "space": space.name,
-            "space_id": space.space_id,
-            "objectives": [[o.name, o.sense, o.source] for o in self.problem.objectives],
-            "constraints": [str(c) for c in self.problem.constraints],
+            **self.problem.signature(),
             "seed": self.seed,
-            "max_concurrent": self.max_concurrent,
-            "settings": self._settings(),
+            "settings": self._settings_state(),
             "observations": [{"genes": space.to_vector(a), "metrics": m} for a, m in self.observations],
             "n_warm": self.n_warm,
-            "pending": {tid: space.to_vector(a) for tid, a in self.pending.items()},
+            "pending": [space.to_vector(a) for a in self.pending],
             "failed": [space.to_vector(a) for a in self.failed],
             "discarded": [space.to_vector(a) for a in self.discarded],
             "used": [space.to_vector(a) for a in self.used],
             "n_suggested": self.n_suggested,
-            "rng": _jsonable_rng_state(self.rng),
+            "rng": self.rng.bit_generator.state,
         }
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise SearchError("searcher state: not a hytnas searcher state (missing format tag)")
-        if state.get("version") != STATE_VERSION:
-            raise SearchError(f"searcher state: version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
-        if state.get("searcher") != self.kind:
-            raise SearchError(f"searcher state: saved by the {state.get('searcher')!r} searcher, not {self.kind!r}")
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of a searcher of the same kind and problem."""
+        check_state(state, STATE_FORMAT, STATE_VERSION, self.kind, self.problem)
         space = self.problem.space
-        if state.get("space_id") != space.space_id:
-            raise SearchError(
-                f"searcher state: saved for space {state.get('space')!r} ({state.get('space_id')}), "
-                f"not {space.name!r} ({space.space_id}); restore with the same space"
-            )
-        mine = [[o.name, o.sense, o.source] for o in self.problem.objectives]
-        if [list(x) for x in state.get("objectives", [])] != mine:
-            raise SearchError(f"searcher state: saved for objectives {state.get('objectives')}, not {mine}")
         try:
             self.observations = [(space.from_vector(o["genes"]), {k: float(v) for k, v in o["metrics"].items()})
                                  for o in state["observations"]]
-            self.pending = {tid: space.from_vector(g) for tid, g in state["pending"].items()}
+            self.pending = {space.from_vector(g): None for g in state["pending"]}
             self.failed = [space.from_vector(g) for g in state["failed"]]
             self.discarded = [space.from_vector(g) for g in state["discarded"]]
             self.used = {space.from_vector(g) for g in state["used"]}
             self.n_suggested = int(state["n_suggested"])
             self.n_warm = int(state.get("n_warm", 0))
             self.seed = int(state["seed"])
-            self.max_concurrent = int(state["max_concurrent"])
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+            self._load_settings_state(state.get("settings", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None
-        self._on_state_restored()
 
-    def save(self, checkpoint_path: str | Path) -> None:
-        atomic_write_json(checkpoint_path, self.get_state())
+    def save(self, path: str | Path) -> None:
+        """:meth:`state_dict` written atomically as JSON."""
+        atomic_write_json(path, self.state_dict())
 
-    def restore(self, checkpoint_path: str | Path) -> None:
-        path = Path(checkpoint_path)
-        try:
-            state = json.loads(path.read_text())
-        except OSError as exc:
-            raise SearchError(f"searcher state {path}: cannot be read ({exc.strerror})") from None
-        except json.JSONDecodeError as exc:
-            raise SearchError(f"searcher state {path}: not valid JSON (line {exc.lineno})") from None
-        self.set_state(state)
+    def restore(self, path: str | Path) -> None:
+        """:meth:`load_state_dict` of a file written by :meth:`save`."""
+        self.load_state_dict(read_state(path))
 
-    # pickling (tune.Tuner stores the searcher object): plain state, no fitted models
-    _TRANSIENT: tuple[str, ...] = ()
-
+    # pickling (Ray Tune stores its searcher object): plain state, no fitted models
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         for k in self._TRANSIENT:
             d[k] = None
         return d
 
-    def __setstate__(self, d: dict[str, Any]) -> None:
-        self.__dict__.update(d)
+
+def check_state(state: Any, fmt: str, version: int, kind: str, problem: Problem) -> None:
+    """One :class:`SearchError` line when ``state`` was not saved by this kind of searcher on this problem."""
+    if not isinstance(state, Mapping) or state.get("format") != fmt:
+        raise SearchError(f"searcher state: not a {fmt} (missing format tag)")
+    if state.get("version") != version:
+        raise SearchError(f"searcher state: version {state.get('version')!r} is not supported (expected {version})")
+    if state.get("searcher") != kind:
+        raise SearchError(f"searcher state: saved by the {state.get('searcher')!r} searcher, not {kind!r}")
+    mine = problem.signature()
+    if state.get("space_id") != mine["space_id"]:
+        raise SearchError(
+            f"searcher state: saved for space {state.get('space')!r} ({state.get('space_id')}), "
+            f"not {mine['space']!r} ({mine['space_id']}); restore with the same space"
+        )
+    if [list(x) for x in state.get("objectives", [])] != mine["objectives"]:
+        raise SearchError(f"searcher state: saved for objectives {state.get('objectives')}, not {mine['objectives']}")
 
 
-def _jsonable_rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    state = rng.bit_generator.state
-    json.dumps(state)  # PCG64 state is plain ints
-    return state
+def read_state(path: str | Path) -> dict[str, Any]:
+    """A searcher state file (JSON); one :class:`SearchError` line when unreadable."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise SearchError(f"searcher state {path}: cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise SearchError(f"searcher state {path}: not valid JSON (line {exc.lineno})") from None
 
 
-__all__ = ["ArchSearcher", "STATE_FORMAT", "STATE_VERSION", "GENES"]
+__all__ = ["Searcher", "ArchSearcher", "STATE_FORMAT", "STATE_VERSION", "check_state", "read_state"]

@@ -9,10 +9,11 @@ Conventions
 - Constraints on known metrics are *hard filters* applied to candidates before anything else;
   constraints on reported metrics are *outcome constraints* (only the model-based searchers can
   use them).
-- A result counts as an observation only if it is *final*: ``result["done"]`` is true, or
-  ``result["epoch"]`` equals ``max_epochs`` when that is configured. Anything else (a trial
-  stopped early by ASHA, a partial-fidelity report) is discarded: the arch is marked as used (never
-  re-proposed) but not modelled. Errored trials are recorded as failed and never re-proposed.
+- A result counts as an observation only if it is *final* (:func:`hytnas.trial.is_complete`:
+  its ``epoch`` reached ``max_epochs`` when that is configured, else its ``done`` flag). Anything
+  else (a trial stopped early by ASHA, a partial-fidelity report) is discarded: the arch is marked
+  as used (never re-proposed) but not modelled. Errored trials are recorded as failed and never
+  re-proposed.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 from hytnas.errors import ConfigError, HytnasError, SearchError
 from hytnas.objectives import COST_METRICS, Constraint, Objective, get_objectives, parse_constraints
 from hytnas.space import GENES, Arch, Space
+from hytnas.trial import is_complete
 
 #: ``{metric: fn(list[Arch]) -> Tensor (n,)}``: a known metric computed from archs.
 KnownFn = Callable[[Sequence[Arch]], torch.Tensor]
@@ -200,25 +202,27 @@ class Problem:
         """``(n, n_known)`` values of the known objectives (natural sense)."""
         return self.known.values(archs, [o.name for o in self.known_objectives])
 
-    def final_metrics(self, result: Mapping[str, Any] | None) -> dict[str, float] | None:
-        """The reported metrics of a *final* result (see module docstring), else ``None``.
+    @property
+    def observed_names(self) -> list[str]:
+        """What an observation holds: the reported objectives, then the reported constraint metrics."""
+        return [o.name for o in self.reported_objectives] + [c.name for c in self.reported_constraints]
 
-        Returns ``None`` too if a reported objective or constraint metric is missing or not finite.
-        """
-        if not result:
-            return None
-        final = bool(result.get("done", False))
-        if not final and self.max_epochs is not None and result.get("epoch") is not None:
-            try:
-                final = int(result["epoch"]) >= int(self.max_epochs)
-            except (TypeError, ValueError):
-                final = False
-        if not final:
-            return None
+    def signature(self) -> dict[str, Any]:
+        """What a saved searcher state must match: the space and the objectives."""
+        return {"space": self.space.name, "space_id": self.space.space_id,
+                "objectives": [[o.name, o.sense, o.source] for o in self.objectives],
+                "constraints": [str(c) for c in self.constraints]}
+
+    def is_final(self, result: Mapping[str, Any] | None) -> bool:
+        """Whether ``result`` is a trial's final, full-fidelity report (:func:`hytnas.trial.is_complete`)."""
+        return is_complete(result, self.max_epochs)
+
+    def observed(self, metrics: Mapping[str, Any] | None) -> dict[str, float] | None:
+        """The :attr:`observed_names` values of ``metrics``; ``None`` if one is missing or not finite."""
         out: dict[str, float] = {}
-        for name in [o.name for o in self.reported_objectives] + [c.name for c in self.reported_constraints]:
+        for name in self.observed_names:
             try:
-                x = float(result[name])
+                x = float((metrics or {})[name])
             except (KeyError, TypeError, ValueError):
                 return None
             if not math.isfinite(x):

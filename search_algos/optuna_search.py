@@ -1,32 +1,25 @@
-"""``optuna-nsga2``, ``optuna-tpe``, ``optuna-gp``: Ray's ``OptunaSearch`` over the latent genes.
+"""``optuna-nsga2``, ``optuna-tpe``, ``optuna-gp``: Optuna samplers through Optuna's own
+``study.ask()`` / ``study.tell()``, as ask/tell searchers over the archs of a space. Ray-free.
 
-The Optuna search space is one ``CategoricalDistribution`` per latent gene
-(:meth:`hytnas.space.Space.latent_choices`: ``c1``, ``m2..m5`` instead of ``c2..c5``), so every
-draw is a valid arch. What this thin subclass adds to ``OptunaSearch``:
-
-- trial configs hold the 23 genes plus ``arch_id`` (Optuna's latent parameters stay internal);
-- known objectives are computed exactly from the arch and told to Optuna, whatever the trainable
-  reported; reported constraints become Optuna ``constraints_func`` values (BoTorch sign
-  convention: <= 0 feasible);
-- known-metric constraints by rejection: an infeasible draw is told as ``FAIL`` and Optuna is
-  asked again (at most ``max_rejections`` times);
-- only final results are told as ``COMPLETE`` (see :mod:`search_algos.common`); a trial without a
-  final result is ``PRUNED``, an errored one ``FAIL``;
-- pool mode (``candidates``): each Optuna suggestion is mapped to the *nearest not-yet-used
-  candidate* in ``space.encode`` (Euclidean); the Optuna trial is credited with that candidate's
-  result (its parameters stay the ones Optuna drew);
-- Optuna may suggest an arch twice outside pool mode (that is how these samplers behave; the
-  repeat is evaluated again);
-- ``max_concurrent`` handled internally (pending trials are RUNNING Optuna trials: TPE's constant
-  liar and NSGA-II's generations see them);
-- :meth:`save` / :meth:`restore` write a versioned plain JSON dict (every Optuna trial's
-  parameters, values, state and attributes) instead of a pickle; restore replays them into a fresh
-  study.
+- The Optuna search space is one ``CategoricalDistribution`` per latent gene
+  (:meth:`hytnas.space.Space.latent_choices`: ``c1``, ``m2..m5`` instead of ``c2..c5``), so every
+  draw is a valid arch.
+- Known objectives are computed exactly from the arch and told to Optuna; reported constraints
+  become Optuna ``constraints_func`` values (BoTorch sign convention: <= 0 feasible).
+- Known-metric constraints by rejection: an infeasible draw is told as ``FAIL`` and Optuna is
+  asked again (at most ``max_rejections`` times in a row).
+- ``tell`` is ``COMPLETE`` (missing or non-finite metrics: ``PRUNED``), ``tell_stopped``
+  ``PRUNED``, ``tell_failed`` ``FAIL``. Asked and untold archs are ``RUNNING`` Optuna trials, which
+  TPE's constant liar and NSGA-II's generations see.
+- Pool mode (``candidates``): each draw is mapped to the *nearest not-yet-used feasible candidate*
+  in ``space.encode`` (Euclidean); the Optuna trial is credited with that candidate's result (its
+  parameters stay the ones Optuna drew). Outside pool mode Optuna may propose an arch twice (that
+  is how these samplers behave; the repeat is evaluated again).
+- :meth:`state_dict` is a versioned plain dict of every Optuna trial (parameters, values, state,
+  attributes); :meth:`load_state_dict` replays them into a fresh study.
 """
 from __future__ import annotations
 
-import json
-import logging
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,19 +28,16 @@ import optuna
 import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
 
 from hytnas.errors import SearchError
 from hytnas.space import Arch
 from hytnas.utils import atomic_write_json
+from search_algos.base import check_state, read_state
 from search_algos.common import Problem, load_candidates, nearest_unused
+from search_algos.settings import OPTUNA_SAMPLERS, OptunaSettings
 
-logger = logging.getLogger(__name__)
-
-OPTUNA_SAMPLERS = ("nsga2", "tpe", "gp")
 STATE_FORMAT = "hytnas-optuna-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _CONSTRAINT_ATTR = "hytnas_constraints"
 
 
@@ -69,194 +59,152 @@ def make_sampler(kind: str, seed: int, with_constraints: bool) -> optuna.sampler
     raise SearchError(f"optuna sampler {kind!r}: use one of {', '.join(OPTUNA_SAMPLERS)}")
 
 
-class OptunaArchSearch(OptunaSearch):
-    """Ray's ``OptunaSearch`` for a HyT-NAS problem (see the module docstring)."""
+class OptunaArchSearch:
+    """An Optuna sampler as an ask/tell searcher (see the module docstring)."""
 
-    def __init__(
-        self,
-        problem: Problem,
-        *,
-        sampler: str = "tpe",
-        seed: int = 0,
-        max_concurrent: int = 1,
-        candidates: str | Path | Sequence[Arch] | None = None,
-        max_rejections: int = 1000,
-    ) -> None:
+    def __init__(self, problem: Problem, settings: OptunaSettings | None = None, *, sampler: str = "tpe",
+                 seed: int = 0) -> None:
         self.problem = problem
+        self.settings = settings or OptunaSettings()
         self.sampler_kind = sampler
+        self.kind = f"optuna-{sampler}"
         self.seed = int(seed)
-        if int(max_concurrent) < 1:
-            raise SearchError(f"max_concurrent: must be >= 1, got {max_concurrent}")
-        self.max_concurrent = int(max_concurrent)
-        self.max_rejections = int(max_rejections)
-        self.pool = load_candidates(candidates, problem.space)
+        self.pool = load_candidates(self.settings.candidates, problem.space)
         self._pool_X = problem.space.encode(self.pool) if self.pool is not None else None
-        if self.pool is not None and not problem.feasible(self.pool):
-            raise SearchError("candidates: no candidate satisfies the constraints")
-        self._archs: dict[str, Arch] = {}  # trial_id -> arch handed out
+        self._pool_infeasible: set[Arch] = set()
+        if self.pool is not None:
+            mask = problem.feasible_mask(self.pool).tolist()
+            self._pool_infeasible = {a for a, ok in zip(self.pool, mask) if not ok}
+            if len(self._pool_infeasible) == len(set(self.pool)):
+                raise SearchError("candidates: no candidate satisfies the constraints")
+        self._distributions = {g: CategoricalDistribution(list(v)) for g, v in problem.space.latent_choices().items()}
+        self.pending: list[tuple[Arch, optuna.trial.Trial]] = []
         self.used: set[Arch] = set()
-        space = {g: CategoricalDistribution(list(v)) for g, v in problem.space.latent_choices().items()}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        super().__init__(
-            space=space,
-            metric=problem.metric_names,
-            mode=problem.modes,
-            sampler=make_sampler(sampler, self.seed, bool(problem.reported_constraints)),
-        )
+        self._new_study(self.seed)
 
-    # ------------------------------------------------------------------ Tune interface
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True  # space and objectives are fixed at construction
+    def _new_study(self, seed: int) -> None:
+        directions = ["minimize" if o.sense == "min" else "maximize" for o in self.problem.objectives]
+        self.study = optuna.create_study(
+            sampler=make_sampler(self.sampler_kind, seed, bool(self.problem.reported_constraints)),
+            pruner=optuna.pruners.NopPruner(), directions=directions)
 
-    def set_max_concurrency(self, max_concurrent: int) -> bool:
-        self.max_concurrent = int(max_concurrent)
-        return True
+    # ------------------------------------------------------------------ ask / tell
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` archs drawn by the sampler (fewer when the pool is used up)."""
+        out: list[Arch] = []
+        for _ in range(int(n)):
+            arch = self._ask_one()
+            if arch is None:
+                break
+            out.append(arch)
+        return out
 
-    def _live(self) -> int:
-        return sum(1 for t in self._ot_trials if t not in self._completed_trials)
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if trial_id in self._archs:
-            return self.problem.config(self._archs[trial_id])
-        if self._live() >= self.max_concurrent:
-            return None
-        for _ in range(self.max_rejections):
-            params = super().suggest(trial_id)
-            arch = self.problem.space.from_latent(params)
+    def _ask_one(self) -> Arch | None:
+        space = self.problem.space
+        for _ in range(self.settings.max_rejections):
+            trial = self.study.ask(fixed_distributions=self._distributions)
+            arch = space.from_latent(trial.params)
             if self.pool is not None:
-                mapped = nearest_unused(arch, self.pool, self._pool_X, self.used | self._infeasible_pool(), self.problem.space)
+                mapped = nearest_unused(arch, self.pool, self._pool_X, self.used | self._pool_infeasible, space)
                 if mapped is None:  # every feasible candidate is used
-                    self._drop(trial_id, TrialState.FAIL)
-                    return Searcher.FINISHED
+                    self.study.tell(trial, None, state=TrialState.FAIL)
+                    return None
                 arch = mapped
             elif not bool(self.problem.feasible_mask([arch])[0]):
-                self._drop(trial_id, TrialState.FAIL)
+                self.study.tell(trial, None, state=TrialState.FAIL)
                 continue
-            self._archs[trial_id] = arch
+            self.pending.append((arch, trial))
             self.used.add(arch)
-            return self.problem.config(arch)
+            return arch
         raise SearchError(
-            f"constraints: {self.max_rejections} Optuna draws in a row violate "
+            f"constraints: {self.settings.max_rejections} Optuna draws in a row violate "
             f"{', '.join(str(c) for c in self.problem.known_constraints)}; relax the bounds"
         )
 
-    def _infeasible_pool(self) -> set[Arch]:
-        if not hasattr(self, "_pool_infeasible"):
-            mask = self.problem.feasible_mask(self.pool).tolist()
-            self._pool_infeasible = {a for a, ok in zip(self.pool, mask) if not ok}
-        return self._pool_infeasible
+    def _pop(self, arch: Arch) -> optuna.trial.Trial | None:
+        for i, (a, trial) in enumerate(self.pending):
+            if a == arch:
+                del self.pending[i]
+                return trial
+        self.used.add(arch)
+        return None
 
-    def _drop(self, trial_id: str, state: TrialState) -> None:
-        ot_trial = self._ot_trials.pop(trial_id)
-        self._ot_study.tell(ot_trial, None, state=state)
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        return  # multi-objective Optuna takes no intermediate values
-
-    @property
-    def metric(self) -> list[str] | None:
-        """What Tune checks every result for: the *reported* objectives only (known ones are
-        computed here from the arch, so a plain trainable need not report them)."""
-        return [o.name for o in self.problem.reported_objectives] or None
-
-    @property
-    def mode(self) -> list[str] | None:
-        return [o.sense for o in self.problem.reported_objectives] or None
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Tell Optuna every objective (reported from the final result, known computed exactly)."""
-        if trial_id not in self._ot_trials or trial_id in self._completed_trials:
+    def tell(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
+        """Tell Optuna every objective (reported ones from ``metrics``, known ones computed exactly)."""
+        trial = self._pop(arch)
+        if trial is None:
             return
-        ot_trial = self._ot_trials[trial_id]
-        arch = self._archs.get(trial_id)
-        metrics = None if (error or arch is None) else self.problem.final_metrics(result)
-        if metrics is None:
-            self._ot_study.tell(ot_trial, None, state=TrialState.FAIL if error else TrialState.PRUNED)
-        else:
-            known = dict(zip([o.name for o in self.problem.known_objectives], self.problem.known_values([arch])[0].tolist()))
-            if self.problem.reported_constraints:
-                slack = [float(c.slack(torch.tensor(metrics[c.name]))) for c in self.problem.reported_constraints]
-                ot_trial.set_user_attr(_CONSTRAINT_ATTR, slack)
-            values = [metrics[o.name] if o.source == "reported" else known[o.name] for o in self.problem.objectives]
-            self._ot_study.tell(ot_trial, values)
-        self._completed_trials.add(trial_id)
+        observed = self.problem.observed(metrics)
+        if observed is None:
+            self.study.tell(trial, None, state=TrialState.PRUNED)
+            return
+        p = self.problem
+        known = dict(zip([o.name for o in p.known_objectives], p.known_values([arch])[0].tolist()))
+        if p.reported_constraints:
+            slack = [float(c.slack(torch.tensor(observed[c.name]))) for c in p.reported_constraints]
+            trial.set_user_attr(_CONSTRAINT_ATTR, slack)
+        self.study.tell(trial, [observed[o.name] if o.source == "reported" else known[o.name] for o in p.objectives])
 
-    def add_evaluated_point(self, *args: Any, **kwargs: Any) -> None:
-        raise SearchError("optuna searchers: add_evaluated_point is not supported; use warm_start with the mobo searcher")
+    def tell_failed(self, arch: Arch, error: object = None) -> None:
+        trial = self._pop(arch)
+        if trial is not None:
+            self.study.tell(trial, None, state=TrialState.FAIL)
+
+    def tell_stopped(self, arch: Arch) -> None:
+        trial = self._pop(arch)
+        if trial is not None:
+            self.study.tell(trial, None, state=TrialState.PRUNED)
 
     # ------------------------------------------------------------------ state (plain JSON)
-    def get_state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         space = self.problem.space
-        trials = []
-        for t in self._ot_study.get_trials(deepcopy=False):
-            trials.append({
-                "number": t.number,
-                "state": t.state.name,
-                "params": dict(t.params),
-                "values": None if t.values is None else list(t.values),
-                "user_attrs": dict(t.user_attrs),
-                "system_attrs": dict(t.system_attrs),
-            })
-        number_of = {tid: ot.number for tid, ot in self._ot_trials.items()}
+        trials = [{"number": t.number, "state": t.state.name, "params": dict(t.params),
+                   "values": None if t.values is None else list(t.values), "user_attrs": dict(t.user_attrs),
+                   "system_attrs": dict(t.system_attrs)}
+                  for t in self.study.get_trials(deepcopy=False)]
         return {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "searcher": f"optuna-{self.sampler_kind}",
-            "space_id": space.space_id,
-            "objectives": [[o.name, o.sense, o.source] for o in self.problem.objectives],
-            "seed": self.seed,
-            "max_concurrent": self.max_concurrent,
-            "trials": trials,
-            "ray_trials": {tid: {"number": number_of[tid], "genes": space.to_vector(a),
-                                 "completed": tid in self._completed_trials}
-                           for tid, a in self._archs.items() if tid in number_of},
+            "format": STATE_FORMAT, "version": STATE_VERSION, "searcher": self.kind, **self.problem.signature(),
+            "seed": self.seed, "trials": trials,
+            "pending": [{"number": t.number, "genes": space.to_vector(a)} for a, t in self.pending],
             "used": [space.to_vector(a) for a in self.used],
         }
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            raise SearchError("searcher state: not a hytnas optuna searcher state (missing format tag)")
-        if state.get("version") != STATE_VERSION:
-            raise SearchError(f"searcher state: version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
-        if state.get("searcher") != f"optuna-{self.sampler_kind}":
-            raise SearchError(f"searcher state: saved by {state.get('searcher')!r}, not optuna-{self.sampler_kind}")
-        if state.get("space_id") != self.problem.space.space_id:
-            raise SearchError("searcher state: saved for another space; restore with the same space")
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_state(state, STATE_FORMAT, STATE_VERSION, self.kind, self.problem)
         space = self.problem.space
-        self._ot_study = None
-        self._study_name = f"optuna-restored-{id(self)}"
-        self._sampler = make_sampler(self.sampler_kind, int(state["seed"]), bool(self.problem.reported_constraints))
-        self._points_to_evaluate = []
-        self._setup_study(self._mode)
-        by_number: dict[int, dict[str, Any]] = {}
-        running = []
-        for t in state["trials"]:
-            by_number[t["number"]] = t
-            if t["state"] == "RUNNING":
-                running.append(t)
-                continue
-            self._ot_study.add_trial(optuna.trial.create_trial(
-                state=TrialState[t["state"]], params=t["params"], distributions=self._space,
-                values=t["values"], user_attrs=t["user_attrs"], system_attrs=t["system_attrs"],
-            ))
-        self._ot_trials, self._completed_trials, self._archs = {}, set(), {}
-        for tid, info in state["ray_trials"].items():
-            self._archs[tid] = space.from_vector(info["genes"])
-            if info["completed"]:
-                continue
-            t = by_number[info["number"]]
-            self._ot_study.enqueue_trial(t["params"], user_attrs=t["user_attrs"], skip_if_exists=False)
-            self._ot_trials[tid] = self._ot_study.ask(fixed_distributions=self._space)
-        self.used = {space.from_vector(g) for g in state["used"]}
-        self.max_concurrent = int(state["max_concurrent"])
-
-    def save(self, checkpoint_path: str | Path) -> None:
-        atomic_write_json(checkpoint_path, self.get_state())
-
-    def restore(self, checkpoint_path: str | Path) -> None:
-        path = Path(checkpoint_path)
         try:
-            state = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SearchError(f"searcher state {path}: cannot be read as JSON ({exc})") from None
-        self.set_state(state)
+            self.seed = int(state["seed"])
+            self._new_study(self.seed)
+            by_number = {t["number"]: t for t in state["trials"]}
+            for t in state["trials"]:
+                if t["state"] != "RUNNING":
+                    self.study.add_trial(optuna.trial.create_trial(
+                        state=TrialState[t["state"]], params=t["params"], distributions=self._distributions,
+                        values=t["values"], user_attrs=t["user_attrs"], system_attrs=t["system_attrs"]))
+            self.pending = []
+            for p in state["pending"]:
+                t = by_number[p["number"]]
+                self.study.enqueue_trial(t["params"], user_attrs=t["user_attrs"], skip_if_exists=False)
+                self.pending.append((space.from_vector(p["genes"]),
+                                     self.study.ask(fixed_distributions=self._distributions)))
+            self.used = {space.from_vector(g) for g in state["used"]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, self.state_dict())
+
+    def restore(self, path: str | Path) -> None:
+        self.load_state_dict(read_state(path))
+
+    # pickling (Ray Tune stores its searcher object): the plain state, replayed into a fresh study
+    def __getstate__(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("study", "pending", "used")}
+        d["_state"] = self.state_dict()
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        state = d.pop("_state")
+        self.__dict__.update(d)
+        self.load_state_dict(state)

@@ -50,8 +50,8 @@ from torch import Tensor
 
 from hytnas.errors import SearchError
 from hytnas.objectives import Constraint, Objective, to_maximize
+from search_algos.settings import ACQUISITIONS, REF_RULES
 
-ACQUISITIONS = ("qlognehvi", "qlogehvi", "parego")
 #: the acquisitions that take a hypervolume reference point (ParEGO scalarises instead)
 HV_ACQUISITIONS = ("qlognehvi", "qlogehvi")
 
@@ -90,8 +90,6 @@ def declared_bounds(objectives: Sequence[Objective], constraints: Sequence[Const
     return b
 
 
-#: how the reference point is inferred from the observations (``MOBOSearcher(ref_point=...)``)
-REF_RULES = ("front", "data")
 
 
 def reference_point(Y_max: Tensor, bounds_max: Tensor | None = None, rule: str = "front") -> Tensor:

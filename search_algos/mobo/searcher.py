@@ -1,8 +1,8 @@
-"""``MOBOSearcher``: the thin Ray Tune adapter of the MOBO maths in :mod:`search_algos.mobo.core`.
+"""``MOBOSearcher``: the ask/tell searcher over the MOBO maths of :mod:`search_algos.mobo.core`.
 
-One ``suggest`` call:
+One proposal (:meth:`ArchSearcher.ask` calls it once per arch):
 
-1. hands out the next arch of a queued batch, if any;
+1. the next arch of a queued batch, if any;
 2. otherwise the next unused arch of the *initial design* (the first ``n_initial`` feasible archs of
    a scrambled Sobol sequence over the latent genes, ``space.sample(method="sobol")``; in pool
    mode each Sobol point is mapped to its nearest unused candidate);
@@ -14,148 +14,59 @@ One ``suggest`` call:
    or the unused pool) and hill-climbing on the acquisition.
 
 Default ``n_initial`` is ``min(10, d + 1)`` with ``d`` the number of latent genes that have a
-choice (10 for the built-in spaces, whose ``d`` is 23). Not a multiple of ``d``, on evidence: with
-the dimension-scaled lengthscale prior the GP is usable with fewer points than dimensions, and on
-the DTLZ2 problem of ``benchmarks/search_efficiency.py`` (driven without Ray, one seed, HV w.r.t.
-(3, 3)) a 10-point design reached a hypervolume of 4.01 / 6.57 / 7.67 after 24 / 50 / 100 evaluations against 3.02 / 4.56 /
-7.08 with a 24-point design (``d + 1``): model-guided points beat space-filling ones early.
+choice: with the dimension-scaled lengthscale prior the GP is usable with fewer points than
+dimensions, and model-guided points beat space-filling ones early (docs/searcher.md).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from hytnas.errors import SearchError
-from hytnas.objectives import Constraint, Objective, to_maximize
-from hytnas.space import GENES, Arch, Space
+from hytnas.objectives import to_maximize
+from hytnas.space import GENES, Arch
 from search_algos.base import ArchSearcher
-from search_algos.common import KnownFn, Problem, make_problem, nearest_unused
-from search_algos.mobo.acquisition import (
-    ACQUISITIONS,
-    HV_ACQUISITIONS,
-    REF_RULES,
-    OutcomeLayout,
-    declared_bounds,
-    reference_point,
-)
+from search_algos.common import Problem, nearest_unused
+from search_algos.mobo.acquisition import HV_ACQUISITIONS, OutcomeLayout, declared_bounds, reference_point
 from search_algos.mobo.core import RowTable, SearchSettings, generate_candidates, make_model, pareto_anchors, propose
-from search_algos.mobo.surrogates import KERNELS, SURROGATES, fit_surrogate
+from search_algos.mobo.surrogates import fit_surrogate
+from search_algos.settings import MOBOSettings
 
 
 class MOBOSearcher(ArchSearcher):
-    """Multi-objective Bayesian optimisation over a HyT-NAS space (a Ray Tune ``Searcher``).
+    """Multi-objective Bayesian optimisation over a HyT-NAS space (ask/tell, Ray-free).
 
     Args:
-        space, objectives, constraints: the problem (or pass a prepared ``problem=``).
-        surrogate: ``"gp"`` (default) or ``"rank_ensemble"``.
-        acquisition: ``"parego"`` (default), ``"qlognehvi"`` or ``"qlogehvi"`` (see
-            :mod:`search_algos.mobo.acquisition` for why ParEGO is the default).
-        batch_size: archs picked per acquisition optimisation (sequential greedy); the rest are
-            queued for the next ``suggest`` calls.
-        n_initial: size of the Sobol initial design (default ``min(10, d + 1)``; see the module doc).
-        initial_center: make the first design point the arch nearest to the centre of the
-            encoding (every gene at its middle choice; Ax's default design starts there too).
-        candidates: pool mode (arch-table CSV or list of archs).
-        warm_start: arch-table CSV of prior observations (reported objective columns required).
-        max_concurrent: pending trials at most (Tune's ``max_concurrent_trials`` overrides it).
-        num_classes, in_channels, input_size, known_fns: how known metrics are computed.
-        max_epochs: a result with ``epoch == max_epochs`` counts as final even without ``done``.
-        num_random, num_mutations: candidate set size (random archs, Pareto-set mutations).
-        local_search_starts, local_search_steps: hill-climbing on the acquisition.
-        relax_starts, relax_iters: continuous relaxation: the ``relax_starts`` best candidates are
-            polished by L-BFGS-B on the acquisition over the encoding (``relax_iters`` iterations)
-            and rounded to the nearest arch (``Space.nearest``); 0 (default) turns it off (pool
-            mode: always off).
-        mc_samples: MC samples of the acquisition.
-        surrogate_options: keyword arguments of the surrogate's fit function.
-        ref_point: how the hypervolume reference point is set: ``"front"`` (default: inferred
-            from the observed Pareto front, nadir minus 10 % of its range, as BoTorch and Ax do),
-            ``"data"`` (inferred from all observations: a looser point), or
-            ``{objective: value}`` in the objectives' units (fixed).
-        torch_threads: torch intra-op threads while proposing (restored afterwards); ``None``
-            leaves torch's setting. On a machine shared with running trials, 1 avoids thread
-            oversubscription (which slows GP fitting by 10x or more).
+        problem: the validated problem (:func:`search_algos.common.make_problem`).
+        settings: :class:`search_algos.settings.MOBOSettings` (every option and its meaning).
+        seed: the searcher's seed (Sobol design, candidate draws, acquisition MC samples).
     """
 
     kind = "mobo"
     _TRANSIENT = ("_model", "_table")
 
-    def __init__(
-        self,
-        space: Space | None = None,
-        objectives: Iterable[str | Mapping[str, Any] | Objective] | None = None,
-        constraints: Iterable[str | Mapping[str, Any] | Constraint] = (),
-        *,
-        problem: Problem | None = None,
-        surrogate: str = "gp",
-        acquisition: str = "parego",
-        batch_size: int = 1,
-        seed: int = 0,
-        n_initial: int | None = None,
-        initial_center: bool = False,
-        candidates: str | Path | Sequence[Arch] | None = None,
-        warm_start: str | Path | None = None,
-        max_concurrent: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        input_size: int | None = None,
-        known_fns: Mapping[str, KnownFn] | None = None,
-        max_epochs: int | None = None,
-        num_random: int = 256,
-        num_mutations: int = 256,
-        local_search_starts: int = 3,
-        local_search_steps: int = 5,
-        relax_starts: int = 0,
-        relax_iters: int = 50,
-        mc_samples: int = 64,
-        surrogate_options: Mapping[str, Any] | None = None,
-        ref_point: str | Mapping[str, float] | None = "front",
-        torch_threads: int | None = None,
-    ) -> None:
-        if problem is None:
-            if space is None or objectives is None:
-                raise SearchError("mobo: give space and objectives (or a prepared problem)")
-            problem = make_problem(space, objectives, constraints, num_classes=num_classes, in_channels=in_channels,
-                                   input_size=input_size, known_fns=known_fns, max_epochs=max_epochs)
-        if surrogate not in SURROGATES:
-            raise SearchError(f"mobo surrogate {surrogate!r}: unknown; use one of {', '.join(SURROGATES)}")
-        if acquisition not in ACQUISITIONS:
-            raise SearchError(f"mobo acquisition {acquisition!r}: unknown; use one of {', '.join(ACQUISITIONS)}")
-        for name, v, lo in (("batch_size", batch_size, 1), ("mc_samples", mc_samples, 1), ("num_random", num_random, 0),
-                            ("num_mutations", num_mutations, 0), ("local_search_starts", local_search_starts, 0),
-                            ("local_search_steps", local_search_steps, 0), ("relax_starts", relax_starts, 0),
-                            ("relax_iters", relax_iters, 0)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise SearchError(f"mobo {name}: must be an integer >= {lo}, got {v!r}")
-        if n_initial is not None and (not isinstance(n_initial, int) or n_initial < 0):
-            raise SearchError(f"mobo n_initial: must be an integer >= 0, got {n_initial!r}")
-        if not isinstance(initial_center, bool):
-            raise SearchError(f"mobo initial_center: must be true or false, got {initial_center!r}")
-        super().__init__(problem, seed=seed, max_concurrent=max_concurrent, candidates=candidates,
-                         warm_start=warm_start)
-        self.surrogate = surrogate
-        self.acquisition = acquisition
-        self.batch_size = batch_size
-        self.mc_samples = mc_samples
-        self.surrogate_options = dict(surrogate_options or {})
-        kernel = self.surrogate_options.get("kernel", "matern")
-        if surrogate == "gp" and kernel not in KERNELS:  # fail now, not at the first model fit
-            raise SearchError(f"mobo surrogate_options.kernel: {kernel!r} is unknown; use one of {', '.join(KERNELS)}")
-        self.settings = SearchSettings(n_random=num_random, n_mutations=num_mutations,
-                                       local_search_starts=local_search_starts, local_search_steps=local_search_steps,
-                                       relax_starts=relax_starts, relax_iters=relax_iters)
-        self.ref_rule = ref_point if isinstance(ref_point, str) else "front"
-        self.ref_point = self._check_ref_point(ref_point)
-        if torch_threads is not None and (not isinstance(torch_threads, int) or torch_threads < 1):
-            raise SearchError(f"mobo torch_threads: must be an integer >= 1, got {torch_threads!r}")
-        self.torch_threads = torch_threads
+    def __init__(self, problem: Problem, settings: MOBOSettings | None = None, *, seed: int = 0) -> None:
+        settings = settings or MOBOSettings()
+        super().__init__(problem, settings, seed=seed)
+        self.surrogate = settings.surrogate
+        self.acquisition = settings.acquisition
+        self.batch_size = settings.batch_size
+        self.mc_samples = settings.mc_samples
+        self.surrogate_options = dict(settings.surrogate_options)
+        self.search = SearchSettings(n_random=settings.num_random, n_mutations=settings.num_mutations,
+                                     local_search_starts=settings.local_search_starts,
+                                     local_search_steps=settings.local_search_steps,
+                                     relax_starts=settings.relax_starts, relax_iters=settings.relax_iters)
+        ref = settings.ref_point
+        self.ref_rule = ref if isinstance(ref, str) else "front"
+        self.ref_point = self._check_ref_point(ref)
+        self.torch_threads = settings.torch_threads
         d_eff = sum(len(v) > 1 for v in problem.space.latent_choices().values())
-        self.n_initial = min(10, d_eff + 1) if n_initial is None else n_initial
-        self.initial_center = initial_center
+        self.n_initial = min(10, d_eff + 1) if settings.n_initial is None else settings.n_initial
+        self.initial_center = settings.initial_center
         self._queue: list[Arch] = []
         self._warm: dict[str, Any] | None = None  # hyperparameters of the last fit (plain lists)
         self._warm_n = -1  # observations the last fit saw
@@ -166,17 +77,10 @@ class MOBOSearcher(ArchSearcher):
         self.design = self._initial_design()
 
     # ------------------------------------------------------------------ settings checks
-    def _check_ref_point(self, ref: str | Mapping[str, float] | None) -> list[float] | None:
-        if ref is None:
-            return None
+    def _check_ref_point(self, ref: str | Mapping[str, float]) -> list[float] | None:
+        """A fixed reference point in the maximised sense, or ``None`` for a rule."""
         if isinstance(ref, str):
-            if ref not in REF_RULES:
-                raise SearchError(f"mobo ref_point: {ref!r} is not a rule; use one of {', '.join(REF_RULES)} "
-                                  "or a value for each objective")
             return None
-        if not isinstance(ref, Mapping):
-            raise SearchError(f"mobo ref_point: expected {' or '.join(map(repr, REF_RULES))} or a mapping "
-                              f"objective -> value, got {type(ref).__name__}")
         names = self.problem.metric_names
         unknown = [k for k in ref if k not in names]
         if unknown or set(ref) != set(names):
@@ -330,13 +234,13 @@ class MOBOSearcher(ArchSearcher):
             Yref = Ymax[feas] if feas is not None and bool(feas.any()) else Ymax
             ref = reference_point(Yref, declared_bounds(p.objectives, p.constraints), rule=self.ref_rule)
         pool_set = set(self.pool) if self.pool is not None else None
-        anchors = pareto_anchors(archs, Ymax, feas, self.settings.max_anchors, self.rng)
+        anchors = pareto_anchors(archs, Ymax, feas, self.search.max_anchors, self.rng)
         if self.pool is not None:
             cands = self._pool_left()
         else:
             cands = self._unused_feasible(generate_candidates(
-                space, self.rng, anchors=anchors, n_random=self.settings.n_random,
-                n_mutations=self.settings.n_mutations))
+                space, self.rng, anchors=anchors, n_random=self.search.n_random,
+                n_mutations=self.search.n_mutations))
         if not cands:
             cands = self._random_feasible(64)
             if not cands:
@@ -348,7 +252,7 @@ class MOBOSearcher(ArchSearcher):
                 nb = [b for b in nb if b in pool_set]
             return self._unused_feasible(nb)
 
-        pending = list(self.pending.values())
+        pending = list(self.pending)
         if self._table is not None:
             self._table.clear()  # only this round's rows: the table stays small
         self._register(archs + pending)
@@ -358,7 +262,7 @@ class MOBOSearcher(ArchSearcher):
             X_baseline=p.encode(archs), Y_baseline_max=Ymax if feas is None else Ymax[feas], ref_point=ref,
             candidates=cands, moves=moves, register=self._register,
             X_pending=p.encode(pending) if pending else None, anchors=anchors, q=q, seed=self._draw_seed(),
-            settings=self.settings, mc_samples=self.mc_samples,
+            settings=self.search, mc_samples=self.mc_samples,
             # relaxation needs a surrogate to differentiate (known objectives are piecewise
             # constant), and pool mode scores the whole pool anyway
             snap=space.nearest if self.pool is None and self._model_has_surrogate() else None,
@@ -370,7 +274,7 @@ class MOBOSearcher(ArchSearcher):
         return picks
 
     # ------------------------------------------------------------------ state
-    def _settings(self) -> dict[str, Any]:
+    def _settings_state(self) -> dict[str, Any]:
         space = self.problem.space
         return {
             "surrogate": self.surrogate,
@@ -379,7 +283,7 @@ class MOBOSearcher(ArchSearcher):
             "n_initial": self.n_initial,
             "initial_center": self.initial_center,
             "mc_samples": self.mc_samples,
-            "search": asdict(self.settings),
+            "search": asdict(self.search),
             "pool_size": None if self.pool is None else len(self.pool),
             "design": [space.to_vector(a) for a in self.design],
             "queue": [space.to_vector(a) for a in self._queue],
@@ -387,20 +291,15 @@ class MOBOSearcher(ArchSearcher):
             "surrogate_warm_n": self._warm_n,
         }
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        super().set_state(state)
-        s = state.get("settings", {})
+    def _load_settings_state(self, s: Mapping[str, Any]) -> None:
         space = self.problem.space
-        try:
-            self.design = [space.from_vector(g) for g in s["design"]]
-            self._queue = [space.from_vector(g) for g in s["queue"]]
-            same = s.get("surrogate") == self.surrogate
-            self._warm = s.get("surrogate_warm") if same else None
-            self._warm_n = int(s.get("surrogate_warm_n", -1)) if same else -1
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SearchError(f"searcher state: malformed mobo settings ({type(exc).__name__}: {exc})") from None
+        self.design = [space.from_vector(g) for g in s["design"]]
+        self._queue = [space.from_vector(g) for g in s["queue"]]
+        same = s.get("surrogate") == self.surrogate
+        self._warm = s.get("surrogate_warm") if same else None
+        self._warm_n = int(s.get("surrogate_warm_n", -1)) if same else -1
         self._model, self._table, self._fit_n = None, None, -1
 
     def __setstate__(self, d: dict[str, Any]) -> None:
-        super().__setstate__(d)
+        self.__dict__.update(d)
         self._fit_n = -1  # the model was not pickled: refit on the next proposal

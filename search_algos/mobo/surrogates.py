@@ -40,6 +40,7 @@ from linear_operator.operators import DiagLinearOperator
 from torch import Tensor
 
 from hytnas.errors import SearchError
+from search_algos.settings import KERNELS
 
 #: the hyperparameters (raw parameters, no training data, no constraint buffers) carried from
 #: one GP fit to the next
@@ -47,8 +48,6 @@ _GP_WARM_PREFIXES = ("covar_module.", "likelihood.", "mean_module.")
 
 
 # ----------------------------------------------------------------------------- GP
-#: GP kernels over the encoding (``surrogate_options={"kernel": ...}``)
-KERNELS = ("matern", "categorical")
 
 
 def _gp(X: Tensor, Y: Tensor, kernel: str = "matern") -> SingleTaskGP:
