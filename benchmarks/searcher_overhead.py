@@ -1,10 +1,10 @@
-"""Searcher overhead: wall time of one ``suggest()`` at 50, 200 and 1000 observations.
+"""Searcher overhead: wall time of one ``ask(1)`` at 50, 200 and 1000 observations.
 
 Problem: the 23-gene ``hytnas`` space, 2 objectives: ``val_accuracy`` (reported; a smooth
 synthetic function of the encoding) and ``params_k`` (known: exact ``hytnas.costs.arch_costs``
 at 224 px, 10 classes). The searcher is first given ``N`` observations of distinct random archs
-(``add_evaluated_point`` for mobo, ``study.add_trial`` for Optuna), then ``1 + --repeats`` times:
-``suggest()`` (timed) and the completion of that trial, so that every ``suggest`` refits the
+(``tell`` for mobo, ``study.add_trial`` for Optuna), then ``1 + --repeats`` times:
+``ask(1)`` (timed) and the ``tell`` of that arch, so that every ``ask`` refits the
 model on new data (the worst case of an asynchronous search). The first call fits from scratch
 and is reported apart (``first_call_s``): during a search the model is refitted from the
 previous fit's hyperparameters. Wall time and process CPU time are both reported: on a shared
@@ -53,28 +53,27 @@ def accuracy(arch) -> float:
 
 def build(name: str, seed: int):
     from hytnas.benchmark.run import SEARCHER_VARIANTS
-    from search_algos import make_search_alg
+    from search_algos import make_searcher
 
     opts: dict[str, Any] = {}
     if name.startswith("mobo"):
         name, extra = SEARCHER_VARIANTS.get(name, (name, {}))
         opts = {"n_initial": 0, **extra}
-    return make_search_alg(name, space=SPACE, objectives=["val_accuracy", "params_k"], seed=seed, max_concurrent=1,
-                           options=opts)
+    return make_searcher(name, space=SPACE, objectives=["val_accuracy", "params_k"], seed=seed, options=opts)
 
 
 def prefill(searcher, archs) -> None:
-    if hasattr(searcher, "_ot_study"):  # Optuna: finished trials straight into the study
+    if hasattr(searcher, "study"):  # Optuna: finished trials straight into the study
         import optuna
 
         known = searcher.problem.known_values(archs)[:, 0].tolist()
         for a, k in zip(archs, known):
-            searcher._ot_study.add_trial(optuna.trial.create_trial(
-                params=SPACE.latent(a), distributions=searcher._space, values=[accuracy(a), k]))
+            searcher.study.add_trial(optuna.trial.create_trial(
+                params=SPACE.latent(a), distributions=searcher.distributions, values=[accuracy(a), k]))
         searcher.used.update(archs)
     else:
         for a in archs:
-            searcher.add_evaluated_point(SPACE.to_config(a), {"val_accuracy": accuracy(a)})
+            searcher.tell(a, {"val_accuracy": accuracy(a)})
 
 
 def p95(xs: list[float]) -> float:
@@ -88,11 +87,11 @@ def measure(name: str, n_obs: int, repeats: int, seed: int) -> dict[str, Any]:
     times, cpu, parts = [], [], []
     for i in range(repeats + 1):  # the first call fits from scratch: reported apart (a search fits warm)
         t0, c0 = time.perf_counter(), time.process_time()
-        cfg = s.suggest(f"t{i}")
+        (arch,) = s.ask(1)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         parts.append(dict(getattr(s, "last_timings", {}) or {}))
-        s.on_trial_complete(f"t{i}", {"val_accuracy": accuracy(SPACE.from_config(cfg)), "done": True})
+        s.tell(arch, {"val_accuracy": accuracy(arch)})
     first, times, cpu, parts = times[0], times[1:], cpu[1:], parts[1:]
     row = {"searcher": name, "observations": n_obs, "repeats": repeats, "times_s": times, "cpu_s": cpu,
            "first_call_s": first, "median_s": statistics.median(times), "p95_s": p95(times),

@@ -77,7 +77,7 @@ class OptunaArchSearch:
             self._pool_infeasible = {a for a, ok in zip(self.pool, mask) if not ok}
             if len(self._pool_infeasible) == len(set(self.pool)):
                 raise SearchError("candidates: no candidate satisfies the constraints")
-        self._distributions = {g: CategoricalDistribution(list(v)) for g, v in problem.space.latent_choices().items()}
+        self.distributions = {g: CategoricalDistribution(list(v)) for g, v in problem.space.latent_choices().items()}
         self.pending: list[tuple[Arch, optuna.trial.Trial]] = []
         self.used: set[Arch] = set()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,7 +103,7 @@ class OptunaArchSearch:
     def _ask_one(self) -> Arch | None:
         space = self.problem.space
         for _ in range(self.settings.max_rejections):
-            trial = self.study.ask(fixed_distributions=self._distributions)
+            trial = self.study.ask(fixed_distributions=self.distributions)
             arch = space.from_latent(trial.params)
             if self.pool is not None:
                 mapped = nearest_unused(arch, self.pool, self._pool_X, self.used | self._pool_infeasible, space)
@@ -180,14 +180,14 @@ class OptunaArchSearch:
             for t in state["trials"]:
                 if t["state"] != "RUNNING":
                     self.study.add_trial(optuna.trial.create_trial(
-                        state=TrialState[t["state"]], params=t["params"], distributions=self._distributions,
+                        state=TrialState[t["state"]], params=t["params"], distributions=self.distributions,
                         values=t["values"], user_attrs=t["user_attrs"], system_attrs=t["system_attrs"]))
             self.pending = []
             for p in state["pending"]:
                 t = by_number[p["number"]]
                 self.study.enqueue_trial(t["params"], user_attrs=t["user_attrs"], skip_if_exists=False)
                 self.pending.append((space.from_vector(p["genes"]),
-                                     self.study.ask(fixed_distributions=self._distributions)))
+                                     self.study.ask(fixed_distributions=self.distributions)))
             self.used = {space.from_vector(g) for g in state["used"]}
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None
