@@ -19,7 +19,8 @@ from ray.tune import Callback
 from hytnas.benchmark.hypervolume import hypervolume
 from hytnas.objectives import get_objectives
 from hytnas.space import get_space
-from search_algos import make_search_alg
+from search_algos import make_searcher
+from search_algos.tune import make_search_alg
 
 pytestmark = pytest.mark.e2e
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import test modules
@@ -45,11 +46,12 @@ def trainable(config: dict) -> None:
 
 def random_search(samples: int, seed: int) -> list[dict]:
     """Random search needs no Ray to be compared: its proposals do not depend on results."""
-    s = make_search_alg("random", space=SPACE, objectives=OBJECTIVES, seed=seed)
+    s = make_searcher("random", space=SPACE, objectives=OBJECTIVES, seed=seed)
     out = []
-    for i in range(samples):
-        r = objectives_of(s.suggest(f"r{i}"))
-        s.on_trial_complete(f"r{i}", {**r, "done": True})
+    for _ in range(samples):
+        (arch,) = s.ask(1)
+        r = objectives_of(SPACE.to_config(arch) | {"arch_id": SPACE.arch_id(arch)})
+        s.tell(arch, r)
         out.append(r)
     return out
 
@@ -82,7 +84,8 @@ def test_mobo_beats_random_with_the_same_budget_and_never_repeats(tmp_path, ray_
     # the searcher state Tune saved in the experiment folder is our plain JSON dict
     (state_file,) = (tmp_path / "mobo").glob("searcher-state-*.pkl")
     state = json.loads(state_file.read_text())
-    assert state["format"] == "hytnas-searcher-state" and len(state["observations"]) == 30
+    assert state["format"] == "hytnas-tune-searcher" and state["searcher"]["format"] == "hytnas-searcher-state"
+    assert len(state["searcher"]["observations"]) == 30 and not state["trials"]
 
 
 class StopAfter(Callback):
