@@ -2,13 +2,13 @@
 # The mobo ablation (benchmarks/mobo_ablation.py, DTLZ2 grid problem, Ray-free) on a machine with
 # many idle cores: one process per (variant, seed), PAR at a time, each under RUN_LIMIT seconds.
 #
-#   bash benchmarks/device_ablation.sh            # repo root; on the lent GPU machine carry .whl
+#   bash benchmarks/device_ablation.sh            # repo root; on a GPU machine, with .whl copied along
 #
 # The ablation drives MOBOSearcher directly (suggest / on_trial_complete, no Tune), so the only
-# Ray name it needs is the base class ``ray.tune.search.Searcher``. The lent machine has torch and
-# BoTorch but no Ray (its wheel is larger than what a call may carry): there, and only when
-# ``import ray`` fails, a stand-in for that one class (the attributes ArchSearcher uses) is written
-# to /tmp/rayshim and put on PYTHONPATH. Nothing of it is part of the package.
+# Ray name it needs is the base class ``ray.tune.search.Searcher``. The H200 GPU machine it ran on
+# (2026-11-26) had torch and BoTorch but no Ray (its wheel was too large to copy along): there, and
+# only when ``import ray`` fails, a stand-in for that one class (the attributes ArchSearcher uses)
+# is written to /tmp/rayshim and put on PYTHONPATH. Nothing of it is part of the package.
 #
 # Environment: OUT (default ./device_out), PYTHON (python3), VARIANTS (comma-separated, see
 # mobo_ablation.py), SEEDS (5), BUDGET (100), PAR (cores - 1), RUN_LIMIT (seconds per run, 420),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU device check: one script, about 4 min (at most ~6 min, see BUDGET) on an H100/H200.
 #
-#   bash benchmarks/device_check.sh        # on the GPU machine, repo root, with .whl and .gpudata carried
+#   bash benchmarks/device_check.sh        # on the GPU machine, repo root, with .whl and .gpudata copied along
 #
 # Steps, each under `timeout` and each run even when the previous one failed:
 #   0. install the wheels of .whl/ (pydantic and its deps, cp312) into /tmp/site, unless pydantic
@@ -26,7 +26,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-$PWD/device_out}
 BUDGET=${DEVICE_CHECK_BUDGET_S:-345}
 DRY=${DEVICE_CHECK_DRY_RUN:-0}
-LATDIR=/tmp/hytnas-device-latency  # profile folders (outside $OUT; a rerun on a warm machine continues them)
+LATDIR=/tmp/hytnas-device-latency  # profile folders (outside $OUT; a rerun on the same machine continues them)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HYTNAS_FMNIST_DIR=$PWD/.gpudata/fashion-mnist MPLBACKEND=Agg
 T0=$SECONDS
@@ -51,7 +51,7 @@ main() {
       --target /tmp/site .whl/*.whl || echo "device_check: the wheel install failed (rc $?; the wheels are for CPython 3.12 x86_64)"
     export PYTHONPATH=/tmp/site:$PWD
   else
-    echo "device_check: pydantic does not import and .whl/ holds no wheels (carry .whl)"
+    echo "device_check: pydantic does not import and .whl/ holds no wheels (copy .whl along)"
     export PYTHONPATH=$PWD
   fi
   command -v nvidia-smi >/dev/null && timeout 30 nvidia-smi -L

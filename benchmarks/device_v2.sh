@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The v2 benchmark table on a lent GPU machine, plus hytnas-tiny host latency on its idle CPU cores.
+# The v2 benchmark table on a GPU machine, plus hytnas-tiny host latency on its idle CPU cores.
 #
 #   bash benchmarks/device_v2.sh     # on the GPU machine, repo root, with .whl (pydantic wheels) and
-#                                    # .fmnist (Fashion-MNIST's four IDX .gz files) carried
+#                                    # .fmnist (Fashion-MNIST's four IDX .gz files) copied along
 #
 # 1. benchmarks/build_table_gpu.py train: 12 worker processes (pinned to CPUs 0-11) train the 340
 #    trials of the list on the GPU, schedule calibrated to TRAIN_BUDGET_S (default 470 s);
-#    /tmp/hytnas-v2 keeps the trials, so a second call on the warm machine continues;
+#    /tmp/hytnas-v2 keeps the trials, so a second run on the same machine continues;
 # 2. at the same time, on CPU 14 alone: benchmarks/latency_predictor.py on hytnas-tiny
 #    (5 interleaved rounds, 300 archs, train 100 / test 200);
 # Dry run without a GPU: DEVICE=cpu SKIP_LATENCY=1 WORKERS=2 EXTRA_ARGS="--limit 2 --epochs 1 --train-size 1024
@@ -19,7 +19,7 @@ OUT=${OUT:-$PWD/device_out}
 PY=${PYTHON:-python3}
 RAW=/tmp/hytnas-v2
 mkdir -p "$OUT" "$RAW"
-# RESUME_FROM: a folder (tracked, or carried) with an earlier call's schedule.json, rows.jsonl, train.log
+# RESUME_FROM: a folder (tracked, or copied along) with an earlier run's schedule.json, rows.jsonl, train.log
 [ -n "${RESUME_FROM:-}" ] && [ ! -f "$RAW/rows.jsonl" ] && cp "$RESUME_FROM"/* "$RAW"/ && echo "resuming from $RESUME_FROM"
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 if ! "$PY" -c 'import pydantic' 2>/dev/null; then
