@@ -1,4 +1,5 @@
-"""search_algos.common: problem validation, final-result rule, known metrics, encoding cache."""
+"""search_algos.common: problem validation, the final-result rule (``is_final``) and what an
+observation holds (``observed``), the problem signature, known metrics, encoding cache."""
 from __future__ import annotations
 
 import math
@@ -24,11 +25,14 @@ def test_known_and_reported_split():
     assert [c.name for c in p.known_constraints] == ["peak_sram_kb"]
     assert [c.name for c in p.reported_constraints] == ["val_loss"]
     assert p.metric_names == ["val_accuracy", "params_k"] and p.modes == ["max", "min"]
+    # an observation holds the reported objectives, then the reported constraint metrics
+    assert p.observed_names == ["val_accuracy", "val_loss"]
 
 
 def test_known_fn_makes_a_metric_known():
     p = make_problem(SPACE, ["val_accuracy", "latency_ms"], known_fns={"latency_ms": enc_sum})
     assert [o.name for o in p.known_objectives] == ["latency_ms"]
+    assert p.observed_names == ["val_accuracy"]
     archs = SPACE.sample(5, seed=1)
     assert torch.allclose(p.known_values(archs)[:, 0], enc_sum(archs))
 
@@ -50,20 +54,73 @@ def test_bad_settings_are_one_line_search_errors(objectives, constraints, known_
     assert "\n" not in str(info.value)
 
 
+def test_bad_max_epochs_is_one_line():
+    with pytest.raises(SearchError, match="max_epochs: must be >= 1, got 0") as info:
+        make_problem(SPACE, ["val_accuracy"], max_epochs=0)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize(
-    "result, expect",
+    "max_epochs, result, final",
+    [
+        (None, {"val_accuracy": 0.8, "done": True}, True),
+        (None, {"val_accuracy": 0.8, "done": False, "epoch": 3}, False),  # stopped early (ASHA)
+        (None, {"val_accuracy": 0.8, "epoch": 5}, False),  # no max_epochs: only ``done`` counts
+        (None, None, False),
+        (None, {}, False),
+        (5, {"val_accuracy": 0.8, "epoch": 5}, True),  # epoch == max_epochs
+        (5, {"val_accuracy": 0.8, "epoch": 6}, True),
+        (5, {"val_accuracy": 0.8, "done": False, "epoch": 3}, False),  # stopped early (ASHA)
+        (5, {"val_accuracy": 0.8, "done": True, "epoch": 3}, False),  # a stopped trial's last report
+        (5, {"val_accuracy": 0.8, "done": True}, False),  # max_epochs set: only the epoch counts
+        (5, {"val_accuracy": 0.8, "epoch": "5"}, False),  # not a number
+        (5, None, False),
+    ],
+)
+def test_is_final_follows_the_trial_protocol(max_epochs, result, final):
+    from hytnas.trial import is_complete
+
+    p = make_problem(SPACE, ["val_accuracy", "params_k"], max_epochs=max_epochs)
+    assert p.is_final(result) is final
+    assert is_complete(result, max_epochs) is final  # one rule, shared with the trial protocol
+
+
+@pytest.mark.parametrize(
+    "metrics, expect",
     [
         ({"val_accuracy": 0.8, "done": True}, {"val_accuracy": 0.8}),
-        ({"val_accuracy": 0.8, "done": False, "epoch": 3}, None),  # stopped early (ASHA)
-        ({"val_accuracy": 0.8, "epoch": 5}, {"val_accuracy": 0.8}),  # epoch == max_epochs
+        ({"val_accuracy": 0.8, "val_loss": 0.5}, {"val_accuracy": 0.8}),  # extra metrics are ignored
         ({"val_accuracy": math.nan, "done": True}, None),
+        ({"val_accuracy": math.inf}, None),
+        ({"val_accuracy": None}, None),
         ({"val_loss": 1.0, "done": True}, None),  # objective missing
         (None, None),
     ],
 )
-def test_final_metrics_rule(result, expect):
+def test_observed_reads_the_reported_metrics(metrics, expect):
     p = make_problem(SPACE, ["val_accuracy", "params_k"], max_epochs=5)
-    assert p.final_metrics(result) == expect
+    assert p.observed(metrics) == expect
+
+
+def test_observed_holds_reported_constraint_metrics_too():
+    p = make_problem(SPACE, ["val_accuracy", "params_k"], ["val_loss <= 2"])
+    assert p.observed({"val_accuracy": 0.8, "val_loss": 1.5, "params_k": 99.0}) == {"val_accuracy": 0.8,
+                                                                                    "val_loss": 1.5}
+    assert p.observed({"val_accuracy": 0.8}) is None  # the constraint metric is missing
+    assert p.observed({"val_accuracy": 0.8, "val_loss": math.nan}) is None
+    # only known objectives: an empty observation is a complete one
+    assert make_problem(SPACE, ["params_k", "macs_m"]).observed({}) == {}
+
+
+def test_signature_names_space_objectives_and_constraints():
+    p = make_problem(SPACE, ["val_accuracy", "params_k"], ["params_k <= 100"])
+    sig = p.signature()
+    assert sig["space"] == SPACE.name and sig["space_id"] == SPACE.space_id
+    assert sig["objectives"] == [["val_accuracy", "max", "reported"], ["params_k", "min", "known"]]
+    assert len(sig["constraints"]) == 1 and "params_k" in sig["constraints"][0]
+    assert make_problem(SPACE, ["val_accuracy", "params_k"], ["params_k <= 100"]).signature() == sig
+    other = make_problem(SPACE, ["val_accuracy", "macs_m"]).signature()
+    assert other["objectives"] != sig["objectives"]
 
 
 def test_feasible_mask_matches_constraint_ok():
@@ -91,6 +148,14 @@ def test_encode_cache_is_bit_identical_to_space_encode():
     both = p.encode(archs)
     assert torch.equal(both, SPACE.encode(archs))
     assert torch.equal(first, both[:30])
+
+
+def test_config_round_trips_and_carries_the_arch_id():
+    p = make_problem(SPACE, ["val_accuracy"])
+    a = SPACE.sample(1, seed=6)[0]
+    cfg = p.config(a)
+    assert cfg["arch_id"] == SPACE.arch_id(a) == p.arch_id(a)
+    assert p.arch_of(cfg) == a
 
 
 def test_nearest_unused_skips_used_archs():

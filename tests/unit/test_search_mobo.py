@@ -1,5 +1,6 @@
 """MOBO maths and searcher: known-objective model, acquisition values, reference points,
-surrogates, pending/failed/partial trials, warm start."""
+surrogates; the ask/tell searcher: pending archs as X_pending, failed/stopped/discarded archs,
+warm start, settings."""
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ from hytnas.objectives import get_objectives, parse_constraints
 from hytnas.space import GENES as SPACE_GENES
 from hytnas.space import get_space
 from hytnas.table import write_arch_table
-from search_algos import MOBOSearcher
+from search_algos import make_searcher
 from search_algos.common import make_problem
 from search_algos.mobo import core
 from search_algos.mobo.acquisition import (
@@ -24,8 +25,11 @@ from search_algos.mobo.acquisition import (
     evaluate,
     reference_point,
 )
-from search_algos.mobo.core import RowTable, make_model
+from search_algos.mobo.core import RowTable, SearchSettings, make_model
+from search_algos.mobo.searcher import MOBOSearcher
 from search_algos.mobo.surrogates import MeanStdModel, fit_gp, fit_surrogate
+from search_algos.settings import MOBOSettings
+from search_algos.tune import TuneSearcher
 
 SPACE = get_space("hytnas-tiny")
 FAST = dict(num_random=48, num_mutations=16, local_search_starts=1, local_search_steps=1, relax_starts=1, relax_iters=5,
@@ -39,7 +43,14 @@ def acc(arch) -> float:
 
 
 def done(arch) -> dict:
-    return {"val_accuracy": acc(arch), "done": True}
+    return {"val_accuracy": acc(arch)}
+
+
+def mobo(objectives=("val_accuracy", "params_k"), constraints=(), seed=0, **options) -> MOBOSearcher:
+    s = make_searcher("mobo", space=SPACE, objectives=list(objectives), constraints=list(constraints), seed=seed,
+                      options={**FAST, **options})
+    assert isinstance(s, MOBOSearcher)
+    return s
 
 
 # ------------------------------------------------------------------------------ RowTable
@@ -139,11 +150,10 @@ def test_relaxed_candidates_are_scored_and_climb():
 
 def test_searcher_with_and_without_relaxation_proposes_distinct_valid_archs():
     for relax_starts in (0, 2):
-        s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=4, seed=0,
-                         **{**FAST, "relax_starts": relax_starts, "relax_iters": 10})
-        cfgs = run(s, 8)
-        archs = [SPACE.from_config(c) for c in cfgs]
-        assert len(set(archs)) == 8
+        s = mobo(n_initial=4, relax_starts=relax_starts, relax_iters=10)
+        assert s.search.relax_starts == relax_starts and s.search.relax_iters == 10
+        archs = run(s, 8)
+        assert len(set(archs)) == 8 and all(SPACE.validate(a) == a for a in archs)
 
 
 def test_reference_point_from_data_and_declared_bounds():
@@ -220,57 +230,75 @@ def test_surrogate_errors():
 
 
 # ------------------------------------------------------------------------------ the searcher
-def run(s: MOBOSearcher, n: int, start: int = 0) -> list[dict]:
-    cfgs = []
-    for i in range(start, start + n):
-        c = s.suggest(f"t{i}")
-        s.on_trial_complete(f"t{i}", done(SPACE.from_config(c)))
-        cfgs.append(c)
-    return cfgs
+def run(s: MOBOSearcher, n: int) -> list:
+    """``n`` archs asked and told one at a time."""
+    archs = []
+    for _ in range(n):
+        (a,) = s.ask(1)
+        s.tell(a, done(a))
+        archs.append(a)
+    return archs
+
+
+def test_searcher_takes_a_problem_and_frozen_settings():
+    problem = make_problem(SPACE, ["val_accuracy", "params_k"])
+    settings = MOBOSettings(**FAST, n_initial=3, batch_size=2)
+    s = MOBOSearcher(problem, settings, seed=5)
+    assert s.problem is problem and s.settings is settings and s.seed == 5
+    assert s.n_initial == 3 and s.batch_size == 2 and len(s.design) == 3
+    # the acquisition-optimisation settings live in ``search``
+    assert isinstance(s.search, SearchSettings)
+    assert (s.search.n_random, s.search.n_mutations, s.search.local_search_starts, s.search.local_search_steps,
+            s.search.relax_starts, s.search.relax_iters) == (48, 16, 1, 1, 1, 5)
+    same = make_searcher("mobo", space=SPACE, objectives=["val_accuracy", "params_k"], seed=5,
+                         options={**FAST, "n_initial": 3, "batch_size": 2})
+    assert same.settings == settings and same.design == s.design
+    assert MOBOSearcher(problem).settings == MOBOSettings()
 
 
 @pytest.mark.parametrize("acquisition", ["qlognehvi", "qlogehvi", "parego"])
 def test_acquisitions_with_a_reported_constraint(acquisition):
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], constraints=["val_loss <= 1.0"],
-                     acquisition=acquisition, n_initial=3, seed=0, **FAST)
-    for i in range(6):
-        c = s.suggest(f"t{i}")
-        a = SPACE.from_config(c)
-        s.on_trial_complete(f"t{i}", {**done(a), "val_loss": 2 * (1 - acc(a)) * 10})
-    assert len(s.observations) == 6 and len(s.used) == 6
+    s = mobo(constraints=["val_loss <= 1.0"], acquisition=acquisition, n_initial=3)
+    assert s.problem.observed_names == ["val_accuracy", "val_loss"]
+    for _ in range(6):
+        (a,) = s.ask(1)
+        s.tell(a, {**done(a), "val_loss": 2 * (1 - acc(a)) * 10})
+    assert len(s.observations) == 6 and len(s.used) == 6 and s.last_timings
 
 
 def test_single_and_all_known_objectives():
-    one = MOBOSearcher(space=SPACE, objectives=["val_accuracy"], n_initial=2, seed=0, **FAST)
-    assert len(run(one, 4)) == 4
-    known = MOBOSearcher(space=SPACE, objectives=["params_k", "macs_m"], n_initial=1, seed=0, **FAST)
-    cfgs = []
-    for i in range(3):
-        cfgs.append(known.suggest(f"k{i}"))
-        known.on_trial_complete(f"k{i}", {"done": True})
-    assert known.last_timings and len({c["arch_id"] for c in cfgs}) == 3
+    one = mobo(objectives=["val_accuracy"], n_initial=2)
+    assert len(set(run(one, 4))) == 4 and one.last_timings
+    known = mobo(objectives=["params_k", "macs_m"], n_initial=1)
+    archs = []
+    for _ in range(3):
+        (a,) = known.ask(1)
+        known.tell(a, {})  # nothing is reported: every objective is computed from the arch
+        archs.append(a)
+    assert len(known.observations) == 3
+    assert known.last_timings and len(set(archs)) == 3
 
 
 def test_initial_center_puts_the_middle_arch_first():
     mid = SPACE.nearest(torch.full((1, 23), 0.5, dtype=torch.float64))[0]
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, initial_center=True, seed=0,
-                     **FAST)
-    plain = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, seed=0, **FAST)
+    s = mobo(n_initial=3, initial_center=True)
+    plain = mobo(n_initial=3)
     assert s.design[0] == mid and s.design[1:] == plain.design[:2]
-    assert SPACE.from_config(s.suggest("t0")) == mid
-    assert s.get_state()["settings"]["initial_center"] is True
+    assert s.ask(1) == [mid]
+    assert s.state_dict()["settings"]["initial_center"] is True
 
 
 def test_default_acquisition_is_parego(monkeypatch):
     names = []
     real = core.build_acquisition
     monkeypatch.setattr(core, "build_acquisition", lambda name, *a, **k: names.append(name) or real(name, *a, **k))
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=2, seed=0, **FAST)
+    s = mobo(n_initial=2)
     run(s, 3)
-    assert s.acquisition == "parego" and names == ["parego"]
+    assert s.acquisition == "parego" and s.settings.acquisition == "parego" and names == ["parego"]
 
 
-def test_pending_archs_go_to_the_acquisition_as_x_pending(monkeypatch):
+@pytest.mark.parametrize("via", ["ask_tell", "tune"])
+def test_pending_archs_go_to_the_acquisition_as_x_pending(monkeypatch, via):
     seen = []
     real = core.build_acquisition
 
@@ -280,52 +308,61 @@ def test_pending_archs_go_to_the_acquisition_as_x_pending(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(core, "build_acquisition", spy)
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], n_initial=3, max_concurrent=3, seed=0, **FAST)
-    first = [s.suggest(f"d{i}") for i in range(3)]
-    assert s.suggest("blocked") is None  # 3 pending
-    for i in range(2):
-        s.on_trial_complete(f"d{i}", done(SPACE.from_config(first[i])))
-    a, b = s.suggest("m0"), s.suggest("m1")
+    s = mobo(n_initial=3)
+    if via == "ask_tell":
+        first = s.ask(3)
+        assert len(first) == 3 and list(s.pending) == first  # 3 pending
+        for a in first[:2]:
+            s.tell(a, done(a))
+        (a,) = s.ask(1)
+        (b,) = s.ask(1)
+    else:  # the concurrency limit lives in the adapter
+        t = TuneSearcher(s, max_concurrent=3)
+        cfgs = [t.suggest(f"d{i}") for i in range(3)]
+        assert t.suggest("blocked") is None  # 3 pending
+        first = [SPACE.from_config(c) for c in cfgs]
+        for i in range(2):
+            t.on_trial_complete(f"d{i}", {**done(first[i]), "done": True})
+        a, b = (SPACE.from_config(t.suggest(f"m{i}")) for i in range(2))
+        assert t.suggest("blocked") is None  # d2, m0, m1 pending
     assert seen == [1, 2]  # d2 pending, then d2 + m0
-    ids = [c["arch_id"] for c in first + [a, b]]
-    assert len(set(ids)) == 5
+    assert len(set(first + [a, b])) == 5
 
 
-def test_failed_and_partial_trials_are_recorded_never_modelled_never_reproposed(tmp_path):
+def test_failed_and_stopped_archs_are_recorded_never_modelled_never_reproposed():
     pool = SPACE.sample(8, seed=7)
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], candidates=pool, n_initial=2, max_concurrent=2, seed=0, **FAST)
-    c0, c1 = s.suggest("t0"), s.suggest("t1")
-    s.on_trial_complete("t0", None, error=True)
-    s.on_trial_complete("t1", {"val_accuracy": 0.3, "done": False, "epoch": 1})  # stopped early
-    assert s.failed == [SPACE.from_config(c0)] and s.discarded == [SPACE.from_config(c1)]
-    assert s.observations == []
-    rest = run(s, 6, start=2)
-    assert len(s.observations) == 6
-    got = [SPACE.from_config(c) for c in [c0, c1] + rest]
+    s = mobo(candidates=pool, n_initial=2)
+    a0, a1 = s.ask(2)
+    s.tell_failed(a0, RuntimeError("CUDA OOM"))
+    s.tell_stopped(a1)  # e.g. stopped early by ASHA
+    assert s.failed == [a0] and s.discarded == [a1]
+    assert s.observations == [] and not s.pending
+    rest = run(s, 6)
+    assert len(s.observations) == 6 and not {a for a, _ in s.observations} & {a0, a1}
+    got = [a0, a1] + rest
     assert sorted(map(SPACE.arch_id, got)) == sorted(map(SPACE.arch_id, pool))
-    assert s.suggest("t9") == "FINISHED"
+    assert s.ask(1) == []  # the pool is used up
 
 
 def test_warm_start_from_a_table(tmp_path):
     prior = SPACE.sample(6, seed=11)
     path = tmp_path / "prior.csv"
     write_arch_table(path, SPACE, prior, [{"val_accuracy": acc(a)} for a in prior])
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], warm_start=path, n_initial=4, seed=0, **FAST)
-    assert s.n_warm == 6 and s.design == []
-    c = s.suggest("t0")
-    assert SPACE.from_config(c) not in set(prior) and s.last_timings  # model-based at once
+    s = mobo(warm_start=path, n_initial=4)
+    assert s.n_warm == 6 and s.design == [] and len(s.observations) == 6
+    (a,) = s.ask(1)
+    assert a not in set(prior) and s.last_timings  # model-based at once
+    assert mobo(warm_start=str(path), n_initial=4).ask(1) == [a]  # a str path is the same table
     bad = tmp_path / "bad.csv"
     write_arch_table(bad, SPACE, prior, [{"latency_ms": 1.0} for _ in prior])
-    with pytest.raises(SearchError, match="warm_start: .*missing metric column 'val_accuracy'"):
-        MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], warm_start=bad)
+    with pytest.raises(SearchError, match="warm_start: .*missing metric column 'val_accuracy'") as info:
+        mobo(warm_start=bad)
+    assert "\n" not in str(info.value)
 
 
 def test_rank_ensemble_surrogate_runs():
-    s = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], surrogate="rank_ensemble", n_initial=4,
-                     seed=0, surrogate_options={"epochs": 40, "n_members": 3}, **FAST)
-    cfgs = run(s, 6)
-    assert len({c["arch_id"] for c in cfgs}) == 6
-    s2 = MOBOSearcher(space=SPACE, objectives=["val_accuracy", "params_k"], surrogate="rank_ensemble",
-                      n_initial=2, seed=0, surrogate_options={"bogus": 1}, **FAST)
+    s = mobo(surrogate="rank_ensemble", n_initial=4, surrogate_options={"epochs": 40, "n_members": 3})
+    assert len(set(run(s, 6))) == 6
+    s2 = mobo(surrogate="rank_ensemble", n_initial=2, surrogate_options={"bogus": 1})
     with pytest.raises(SearchError, match="surrogate rank_ensemble: .*bogus"):
         run(s2, 3)  # the fit options are checked at the first fit
