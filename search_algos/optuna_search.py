@@ -10,7 +10,8 @@
   asked again (at most ``max_rejections`` times in a row).
 - ``tell`` is ``COMPLETE`` (missing or non-finite metrics: ``PRUNED``), ``tell_stopped``
   ``PRUNED``, ``tell_failed`` ``FAIL``. Asked and untold archs are ``RUNNING`` Optuna trials, which
-  TPE's constant liar and NSGA-II's generations see.
+  TPE's constant liar and NSGA-II's generations see. An arch told without having been asked (and
+  every ``warm_start`` row) is added to the study as a finished trial.
 - Pool mode (``candidates``): each draw is mapped to the *nearest not-yet-used feasible candidate*
   in ``space.encode`` (Euclidean); the Optuna trial is credited with that candidate's result (its
   parameters stay the ones Optuna drew). Outside pool mode Optuna may propose an arch twice (that
@@ -33,7 +34,7 @@ from hytnas.errors import SearchError
 from hytnas.space import Arch
 from hytnas.utils import atomic_write_json
 from search_algos.base import check_state, read_state
-from search_algos.common import Problem, load_candidates, nearest_unused
+from search_algos.common import Problem, load_candidates, nearest_unused, read_observations
 from search_algos.settings import OPTUNA_SAMPLERS, OptunaSettings
 
 STATE_FORMAT = "hytnas-optuna-state"
@@ -82,6 +83,10 @@ class OptunaArchSearch:
         self.used: set[Arch] = set()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._new_study(self.seed)
+        if self.settings.warm_start is not None:
+            archs, Y = read_observations(self.settings.warm_start, problem)
+            for arch, y in zip(archs, Y.tolist()):
+                self.tell(arch, dict(zip(problem.observed_names, y)))
 
     def _new_study(self, seed: int) -> None:
         directions = ["minimize" if o.sense == "min" else "maximize" for o in self.problem.objectives]
@@ -123,38 +128,48 @@ class OptunaArchSearch:
         )
 
     def _pop(self, arch: Arch) -> optuna.trial.Trial | None:
+        """The pending Optuna trial of ``arch`` (the oldest), or ``None`` when it was not asked."""
+        self.used.add(arch)
         for i, (a, trial) in enumerate(self.pending):
             if a == arch:
                 del self.pending[i]
                 return trial
-        self.used.add(arch)
         return None
 
     def tell(self, arch: Arch, metrics: Mapping[str, Any]) -> None:
         """Tell Optuna every objective (reported ones from ``metrics``, known ones computed exactly)."""
         trial = self._pop(arch)
-        if trial is None:
-            return
         observed = self.problem.observed(metrics)
         if observed is None:
-            self.study.tell(trial, None, state=TrialState.PRUNED)
+            self._finish(trial, arch, TrialState.PRUNED)
             return
         p = self.problem
         known = dict(zip([o.name for o in p.known_objectives], p.known_values([arch])[0].tolist()))
+        values = [observed[o.name] if o.source == "reported" else known[o.name] for o in p.objectives]
+        attrs = {}
         if p.reported_constraints:
-            slack = [float(c.slack(torch.tensor(observed[c.name]))) for c in p.reported_constraints]
-            trial.set_user_attr(_CONSTRAINT_ATTR, slack)
-        self.study.tell(trial, [observed[o.name] if o.source == "reported" else known[o.name] for o in p.objectives])
+            attrs[_CONSTRAINT_ATTR] = [float(c.slack(torch.tensor(observed[c.name]))) for c in p.reported_constraints]
+        if trial is None:  # evaluated elsewhere: a finished trial of its own
+            self.study.add_trial(optuna.trial.create_trial(params=self.problem.space.latent(arch),
+                                                           distributions=self.distributions, values=values,
+                                                           user_attrs=attrs))
+            return
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        self.study.tell(trial, values)
 
     def tell_failed(self, arch: Arch, error: object = None) -> None:
-        trial = self._pop(arch)
-        if trial is not None:
-            self.study.tell(trial, None, state=TrialState.FAIL)
+        self._finish(self._pop(arch), arch, TrialState.FAIL)
 
     def tell_stopped(self, arch: Arch) -> None:
-        trial = self._pop(arch)
+        self._finish(self._pop(arch), arch, TrialState.PRUNED)
+
+    def _finish(self, trial: optuna.trial.Trial | None, arch: Arch, state: TrialState) -> None:
         if trial is not None:
-            self.study.tell(trial, None, state=TrialState.PRUNED)
+            self.study.tell(trial, None, state=state)
+        else:
+            self.study.add_trial(optuna.trial.create_trial(params=self.problem.space.latent(arch),
+                                                           distributions=self.distributions, state=state))
 
     # ------------------------------------------------------------------ state (plain JSON)
     def state_dict(self) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def parse_settings(name: str, options: Mapping[str, Any] | SearcherSettings | No
         return cls(**opts)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"][:2])
+        field = ".".join(str(p) for p in err["loc"] if "[" not in str(p))  # drop union-member tags
         if err["type"] == "extra_forbidden":
             raise SearchError(f"searcher {name}: unknown option {field!r}; valid options: "
                               f"{', '.join(sorted(cls.model_fields))}") from None

@@ -138,52 +138,25 @@ def observed_values(s) -> list[float]:
     return [m["val_accuracy"] for _, m in s.observations]
 
 
-def optuna_xfail(reason: str) -> list:
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=reason)) if n.startswith("optuna-") else n
-            for n in SEARCHERS]
-
-
-OPTUNA_WARM_START_IGNORED = (
-    "library bug: OptunaSettings inherits warm_start from SearcherSettings, so optuna-* accept the option, but "
-    "OptunaArchSearch never reads it: the prior archs are not told to the study and are proposed again "
-    "(before the redesign warm_start was an unknown option for optuna-*: a one-line SearchError)")
-OPTUNA_TELL_DROPPED = (
-    "library bug: OptunaArchSearch.tell of an arch it did not propose returns silently (_pop finds no pending "
-    "trial): the observation is lost, so TuneSearcher.add_evaluated_point / on_trial_complete of a restored "
-    "trial record nothing (before the redesign add_evaluated_point raised a one-line SearchError for optuna-*)")
-
-
-@pytest.mark.parametrize("name", optuna_xfail(OPTUNA_WARM_START_IGNORED))
+@pytest.mark.parametrize("name", SEARCHERS)
 def test_warm_start_archs_are_observed_and_never_reproposed(name, tmp_path):
     prior = SPACE.sample(6, seed=11)
     fresh = [a for a in SPACE.sample(12, seed=12) if a not in set(prior)][:3]
     path = tmp_path / "prior.csv"
     write_arch_table(path, SPACE, prior, [score(a) for a in prior])
     extra = {"n_initial": 2} if name == "mobo" else {}
-    try:
-        s = build(name, seed=6, candidates=prior + fresh, warm_start=str(path), **extra)
-    except SearchError as exc:  # refusing the option (one line naming it) is fine; ignoring it is not
-        if not name.startswith("optuna-"):
-            raise
-        assert "warm_start" in str(exc) and "\n" not in str(exc)
-        return
+    s = build(name, seed=6, candidates=prior + fresh, warm_start=str(path), **extra)
     want = sorted(score(a)["val_accuracy"] for a in prior)
     assert sorted(observed_values(s)) == pytest.approx(want, abs=1e-5)  # the table keeps 6 decimals
     got = loop(s, 20)
     assert sorted(map(SPACE.arch_id, got)) == sorted(map(SPACE.arch_id, fresh))  # the prior archs never
 
 
-@pytest.mark.parametrize("name", optuna_xfail(OPTUNA_TELL_DROPPED))
+@pytest.mark.parametrize("name", SEARCHERS)
 def test_an_arch_evaluated_elsewhere_is_recorded_or_refused(name):
     s = build(name, seed=7)
     a = SPACE.sample(1, seed=12)[0]
-    try:
-        s.tell(a, {"val_accuracy": 0.61})  # an arch it never proposed (e.g. add_evaluated_point)
-    except SearchError as exc:  # refusing it in one line is fine; losing it silently is not
-        if not name.startswith("optuna-"):
-            raise
-        assert "\n" not in str(exc)
-        return
+    s.tell(a, {"val_accuracy": 0.61})  # an arch it never proposed (e.g. add_evaluated_point)
     assert observed_values(s) == [0.61]
 
 
@@ -380,17 +353,6 @@ def test_adapter_takes_the_same_arguments_as_make_searcher():
     assert s.searcher.seed == 3 and s.searcher.problem.known.num_classes == 7
 
 
-def _benchmark_run_imports_the_removed_factory() -> bool:
-    """hytnas/benchmark/run.py still does ``from search_algos import make_search_alg`` (removed)."""
-    from pathlib import Path
-
-    src = Path(__file__).resolve().parents[2] / "hytnas" / "benchmark" / "run.py"
-    return "from search_algos import make_search_alg" in src.read_text()
-
-
-@pytest.mark.xfail(_benchmark_run_imports_the_removed_factory(), strict=True, raises=ImportError,
-                   reason="hytnas/benchmark/run.py (not part of search_algos) still imports make_search_alg from "
-                          "search_algos; it now lives in search_algos.tune")
 @pytest.mark.parametrize("label, attr, value", [("mobo", "acquisition", "parego"),
                                                 ("mobo-qlognehvi", "acquisition", "qlognehvi"),
                                                 ("mobo-rank_ensemble", "surrogate", "rank_ensemble")])
