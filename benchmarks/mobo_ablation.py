@@ -86,22 +86,23 @@ def reference() -> tuple[torch.Tensor, float]:
 
 
 def run_one(variant: str, seed: int, budget: int, ref: torch.Tensor, best: float) -> dict[str, Any]:
-    from hytnas.benchmark.hypervolume import hv_curve
+    from hytnas.mo import curve_of
     from hytnas.objectives import get_objectives
     from search_algos import MOBOSearcher
 
     space = get_space("hytnas")
     objectives = get_objectives([{"name": "f1", "sense": "min"}, {"name": "f2", "sense": "min"}])
     s = MOBOSearcher(space, objectives, seed=seed, torch_threads=1, **VARIANTS[variant])
-    Ys, times = [], []
+    Ys, results, times = [], [], []
     for i in range(budget):
         t0 = time.perf_counter()
         cfg = s.suggest(f"t{i}")
         times.append(time.perf_counter() - t0)
         y = dtlz2_values(space, [space.from_config(cfg)])[0]
-        s.on_trial_complete(f"t{i}", {"f1": float(y[0]), "f2": float(y[1]), "done": True})
+        results.append({"f1": float(y[0]), "f2": float(y[1]), "done": True})
+        s.on_trial_complete(f"t{i}", dict(results[-1]))
         Ys.append(y)
-    curve = [hv / best for hv in hv_curve(torch.stack(Ys).to(torch.float64), objectives, ref)]
+    curve = [hv / best for hv in curve_of(results, objectives, ref)]
     return {"variant": variant, "options": VARIANTS[variant], "seed": seed, "budget": budget, "curve": curve,
             "Y": torch.stack(Ys).tolist(), "suggest_s": times, "ref_point_max": ref.tolist(), "best_known_hv": best}
 

@@ -20,7 +20,7 @@ Problems (``--problem``):
   ``benchmarks/data/fmnist-hytnas-v1.csv.gz``) through the lookup trainable, every searcher in
   pool mode over the table's archs; objectives ``--objectives`` (default
   ``val_accuracy,params_k``); reference point and best HV from the table's exact Pareto front
-  (``hytnas.benchmark.hypervolume.true_front``).
+  (``hytnas.mo.true_front``).
 
 Every run is written as soon as it ends (``<out>/runs/<searcher>-seed<k>.json``; existing runs
 are skipped, so the script resumes); ``--report`` (also run at the end) aggregates them into
@@ -55,7 +55,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hytnas.benchmark.hypervolume import evals_to_reach, hv_curve, hypervolume  # noqa: E402
+from hytnas.mo import curve_of, evals_to_reach, hypervolume, reference_point, true_front  # noqa: E402
 from hytnas.objectives import Objective, get_objectives  # noqa: E402
 from hytnas.space import get_space  # noqa: E402
 from hytnas.utils import atomic_write_json  # noqa: E402
@@ -106,7 +106,6 @@ def dtlz2_problem() -> Problem:
 
 
 def table_problem(path: Path, objective_names: Sequence[str]) -> Problem:
-    from hytnas.benchmark.hypervolume import true_front
     from hytnas.benchmark.table import BenchmarkTable
     from trainables.lookup import make_lookup_trainable
 
@@ -146,15 +145,9 @@ def run_one(name: str, problem: Problem, seed: int, budget: int, storage: Path) 
 # ---------------------------------------------------------------------------------- report
 def curve(run: dict[str, Any], problem_objectives: Sequence[Objective], ref: torch.Tensor) -> list[float]:
     """HV after each evaluation (failed/unfinished evaluations add nothing)."""
-    ys = [y for y in run["Y"] if y is not None]
-    hv = hv_curve(torch.tensor(ys, dtype=torch.float64).reshape(-1, len(problem_objectives)), problem_objectives, ref)
-    out, j, last = [], 0, 0.0
-    for y in run["Y"]:
-        if y is not None:
-            last = hv[j]
-            j += 1
-        out.append(last)
-    return out
+    names = [o.name for o in problem_objectives]
+    return curve_of([{**dict(zip(names, y)), "done": True} if y is not None else {} for y in run["Y"]],
+                    problem_objectives, ref)
 
 
 def report(out: Path, problem: Problem) -> dict[str, Any]:
@@ -166,14 +159,8 @@ def report(out: Path, problem: Problem) -> dict[str, Any]:
     objs, ref = problem.objectives, problem.ref_point
     best = problem.best_hv
     if ref is None or best is None:  # from the union of everything any run evaluated
-        from botorch.utils.multi_objective.hypervolume import infer_reference_point
-        from botorch.utils.multi_objective.pareto import is_non_dominated
-
-        from hytnas.objectives import to_maximize
-
         Y = torch.tensor([y for r in runs for y in r["Y"] if y is not None], dtype=torch.float64)
-        Ymax = to_maximize(Y, objs)
-        ref = infer_reference_point(Ymax[is_non_dominated(Ymax)]) if ref is None else ref
+        ref = reference_point(Y, objs, front_only=True) if ref is None else ref
         best = hypervolume(Y, objs, ref)
     by: dict[str, list[dict[str, Any]]] = {}
     for r in runs:

@@ -112,8 +112,24 @@ class DatasetSection(_Section):
         return self
 
 
-class TrainingSection(_Section):
+#: Optimisers :class:`TrainSettings` accepts (``configure_optimizers`` builds them).
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+#: Lightning precisions accepted; mixed precision is used on a GPU only (full precision on CPU).
+PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
+
+
+# Conventions: ``lr`` is the initial learning rate, multiplied by ``lr_decay`` after every epoch
+# (``ExponentialLR``, the HyT-NAS paper's schedule). ``weight_decay`` applies to conv and linear
+# weights only, not to biases and norm parameters (timm's convention). ``precision`` ``None`` means
+# ``"32-true"``; mixed precision and ``channels_last`` take effect on a GPU only. ``seed`` seeds the
+# weight initialisation and the training-time randomness (dropout) through local generators (global
+# RNG state is restored afterwards). ``batch_size`` overrides the datamodule's in
+# :func:`hytnas.training.train_candidate`. Built directly (``TrainSettings(lr=0)``), a bad value is
+# a :class:`ConfigError` naming ``training.<field>``, as in an experiment file.
+class TrainSettings(_Section):
     """Training of every candidate (`hytnas.training.TrainSettings`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
     epochs: int = Field(3, ge=1, description="training epochs per trial (the ASHA resource)")
     batch_size: int = Field(128, ge=1, description="mini-batch size")
@@ -122,36 +138,51 @@ class TrainingSection(_Section):
     lr_decay: float = Field(0.95, gt=0, le=1, description="learning rate multiplied by this after every epoch")
     weight_decay: float = Field(0.0, ge=0, description="weight decay")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of the cross-entropy")
-    precision: str = Field("32-true", description="Lightning precision (32-true, bf16-mixed, 16-mixed)")
-    channels_last: bool = Field(False, description="channels-last memory format")
+    precision: str | None = Field("32-true", description="Lightning precision (32-true, bf16-mixed, 16-mixed)")
+    channels_last: bool = Field(False, strict=True, description="channels-last memory format")
     seed: int = Field(0, ge=0, description="seed of the data subsets and the weight initialisation (the same for every trial)")
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum (Nesterov when > 0)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_error_line(exc, "training", TrainSettings)) from None
+
+    @field_validator("epochs", "batch_size", "seed", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be an integer (got {v})")
+        return v
+
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, v: str) -> str:
-        choices = _train_choices("optimizer", ("adamw", "adam", "sgd"))
-        if v not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)} (got {v!r})")
+        if v not in OPTIMIZERS:
+            raise ValueError(f"must be one of {', '.join(OPTIMIZERS)} (got {v!r})")
         return v
 
     @field_validator("precision")
     @classmethod
-    def _known_precision(cls, v: str) -> str:
-        choices = _train_choices("precision", ("32-true", "bf16-mixed", "16-mixed"))
-        if v not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)} (got {v!r})")
+    def _known_precision(cls, v: str | None) -> str:
+        if v is None:
+            return "32-true"
+        if v not in PRECISIONS:
+            raise ValueError(f"must be one of {', '.join(PRECISIONS)} (got {v!r})")
         return v
 
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
 
-def _train_choices(field: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
-    """The choices the training package declares (``OPTIMIZERS``/``PRECISIONS``), else ``fallback``."""
-    try:
-        import hytnas.training as training
-    except ImportError:
-        return fallback
-    return tuple(getattr(training, {"optimizer": "OPTIMIZERS", "precision": "PRECISIONS"}[field], fallback))
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
+        """Settings from a mapping; unknown keys are a :class:`ConfigError` naming the key."""
+        unknown = sorted(set(d) - set(cls.model_fields))
+        if unknown:
+            raise ConfigError(f"training.{unknown[0]}: unknown setting; use {', '.join(sorted(cls.model_fields))}")
+        return cls(**dict(d))
 
 
 class SearchSection(_Section):
@@ -233,7 +264,7 @@ class ExperimentConfig(_Section):
                       description="experiment name (letters, digits, . _ -); names the storage folder")
     space: SpaceSection = Field(default_factory=SpaceSection)
     dataset: DatasetSection = Field(default_factory=DatasetSection)
-    training: TrainingSection = Field(default_factory=TrainingSection)
+    training: TrainSettings = Field(default_factory=TrainSettings)
     objectives: list[Any] = Field(
         default_factory=lambda: ["val_accuracy", "params_k"],
         description="metrics to optimise: names (val_accuracy, latency_ms, params_k, macs_m, peak_sram_kb, "
@@ -369,8 +400,9 @@ _TYPES = {
 }
 
 
-def _error_line(exc: ValidationError, prefix: str = "") -> str:
-    """The first error of ``exc`` as one line naming the dotted field."""
+def _error_line(exc: ValidationError, prefix: str = "", root: Any = None) -> str:
+    """The first error of ``exc`` (of the model ``root`` at ``prefix``; default the whole
+    experiment) as one line naming the dotted field."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     if prefix:
@@ -381,7 +413,7 @@ def _error_line(exc: ValidationError, prefix: str = "") -> str:
         return str(cause)  # already names its field
     if typ == "extra_forbidden":
         parent = err["loc"][:-1]
-        model: Any = ExperimentConfig
+        model: Any = root or ExperimentConfig
         for p in parent:
             model = model.model_fields[str(p)].annotation if hasattr(model, "model_fields") else None
         allowed = ", ".join(model.model_fields) if hasattr(model, "model_fields") else ""

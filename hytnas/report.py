@@ -1,38 +1,34 @@
 """What a search shows: one progress line at a time while it runs, the Pareto report at the end.
 
-Ray-free maths (plain functions over records and tensors) plus one thin Ray Tune callback:
+Ray-free plain functions over trial records and frames (the Ray Tune callback that prints the
+progress lines is :class:`hytnas.callbacks.ProgressCallback`):
 
 - :func:`trials_frame` turns trial records (``trial_id``, ``status``, ``config``, ``metrics``,
   ``checkpoint``) into one row per trial in the arch-table exchange format (23 genes first).
-- :func:`pareto_mask` marks the Pareto-optimal rows: completed trials (``status == "done"``: the
-  last report is at the last epoch, see :func:`is_complete`) that meet every constraint, non-dominated under
-  :func:`hytnas.objectives.to_maximize` of the objectives
-  (``botorch.utils.multi_objective.pareto.is_non_dominated``; ties are all kept). Trials stopped
-  early by ASHA report partial-fidelity accuracies and are never on the front.
+- the ``pareto`` flag (:func:`hytnas.mo.trials_pareto_mask`) marks the completed trials
+  (``status == "done"``: the last report is at the last epoch, :func:`hytnas.trial.is_complete`)
+  that meet every constraint and are non-dominated (ties are all kept). Trials stopped early by
+  ASHA report partial-fidelity accuracies and are never on the front.
 - :func:`write_report` writes ``trials.csv``, ``pareto.csv`` (``hytnas.table.write_arch_table``)
   and ``pareto.png``; :func:`format_table` renders the front for a terminal.
-- :class:`ProgressCallback` prints one compact line per finished trial, and a heartbeat at most
-  every ``interval_s`` seconds, readable in a plain terminal and in CI logs.
+- :func:`progress_line` is the compact line printed per finished trial and as a heartbeat.
 
-Trial statuses: ``done`` (trained to the last epoch), ``stopped`` (ended early by the scheduler or
-an interruption), ``failed`` (raised), ``running``, ``pending``.
+Trial statuses (:data:`hytnas.trial.STATUSES`): ``done`` (trained to the last epoch), ``stopped``
+(ended early by the scheduler or an interruption), ``failed`` (raised), ``running``, ``pending``.
 """
 from __future__ import annotations
 
 import math
-import sys
-import time
-import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, TextIO
+from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
-import torch
-from ray.tune import Callback
 
-from hytnas.objectives import Constraint, Objective, to_maximize
+from hytnas.mo import feasible_mask, trials_pareto_mask
+from hytnas.objectives import METRICS, Constraint, Objective
 from hytnas.space import GENES, Space
+from hytnas.table import write_arch_table
+from hytnas.trial import STATUSES, trial_status
 
 #: Metric columns of the trial tables (after the 23 genes), in this order.
 METRIC_COLUMNS = (
@@ -44,7 +40,6 @@ INFO_COLUMNS = ("trial_id", "arch_id", "status", "feasible", "pareto", "checkpoi
 #: Columns of the terminal table, when present.
 TABLE_COLUMNS = ("arch_id", "val_accuracy", "test_accuracy", "latency_ms", "params_k", "macs_m",
                  "peak_sram_kb", "model_size_kb")
-STATUSES = ("done", "stopped", "failed", "running", "pending")
 
 
 # ------------------------------------------------------------------------------ tables
@@ -58,6 +53,7 @@ def trials_frame(
 
     A record: ``trial_id``, ``status`` (one of :data:`STATUSES`), ``config`` (the trial config),
     ``metrics`` (the last reported result, may be empty) and ``checkpoint`` (a path or None).
+    The flags: :func:`hytnas.mo.feasible_mask` and :func:`hytnas.mo.trials_pareto_mask`.
     Rows keep the order of ``records``.
     """
     archs, rows = [], []
@@ -76,7 +72,7 @@ def trials_frame(
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(dict.fromkeys([*METRIC_COLUMNS, *(o.name for o in objectives), *INFO_COLUMNS])))
     df["feasible"] = feasible_mask(df, constraints)
-    df["pareto"] = pareto_mask(df, objectives, constraints)
+    df["pareto"] = trials_pareto_mask(df, objectives, constraints)
     return archs, df
 
 
@@ -86,33 +82,6 @@ def _number(x: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return v
-
-
-def feasible_mask(df: pd.DataFrame, constraints: Sequence[Constraint]) -> np.ndarray:
-    """Rows whose metrics meet every constraint (a missing metric is not feasible)."""
-    ok = np.ones(len(df), dtype=bool)
-    for c in constraints:
-        vals = df[c.name].to_numpy(dtype=float) if c.name in df else np.full(len(df), math.nan)
-        ok &= np.array([not math.isnan(v) and c.ok(v) for v in vals], dtype=bool)
-    return ok
-
-
-def pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()) -> np.ndarray:
-    """Pareto-optimal rows among the completed, feasible trials with finite objectives."""
-    mask = np.zeros(len(df), dtype=bool)
-    if not len(df):
-        return mask
-    Y = torch.tensor(df[[o.name for o in objectives]].to_numpy(dtype=float), dtype=torch.float64)
-    cand = (df["status"].to_numpy() == "done") & feasible_mask(df, constraints) & torch.isfinite(Y).all(-1).numpy()
-    if cand.any():
-        with warnings.catch_warnings():  # botorch's import-time torch.jit deprecation notice
-            warnings.simplefilter("ignore", FutureWarning)
-            from botorch.utils.multi_objective.pareto import is_non_dominated
-
-        idx = np.flatnonzero(cand)
-        front = is_non_dominated(to_maximize(Y[idx], objectives), deduplicate=False).numpy()
-        mask[idx[front]] = True
-    return mask
 
 
 def sort_front(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFrame:
@@ -162,8 +131,6 @@ def write_report(
     comment: str | None = None,
 ) -> dict[str, Path]:
     """``trials.csv`` (all trials), ``pareto.csv`` (the front, best first) and ``pareto.png``."""
-    from hytnas.table import write_arch_table
-
     storage = Path(storage)
     paths = {"trials": storage / "trials.csv", "pareto": storage / "pareto.csv", "plot": storage / "pareto.png"}
     rows = df.drop(columns=[c for c in df.columns if c in GENES]).to_dict("records")
@@ -210,8 +177,6 @@ def plot_front(df: pd.DataFrame, objectives: Sequence[Objective], path: str | Pa
 
 
 def _axis_label(name: str) -> str:
-    from hytnas.objectives import METRICS
-
     o = METRICS.get(name)
     return f"{name} ({o.unit}, {o.sense})" if o else name
 
@@ -239,99 +204,39 @@ def progress_line(
     return "  ".join(parts)
 
 
-class ProgressCallback(Callback):
-    """A Ray Tune callback on the driver printing :func:`progress_line` on each finished trial
-    and at most every ``interval_s`` seconds otherwise. Pickle-safe (Tune stores callbacks)."""
-
-    def __init__(
-        self,
-        objectives: Sequence[Objective],
-        constraints: Sequence[Constraint] = (),
-        total: int | None = None,
-        interval_s: float = 10.0,
-        stream: TextIO | None = None,
-        max_epochs: int | None = None,
-    ) -> None:
-        self.objectives = tuple(objectives)
-        self.constraints = tuple(constraints)
-        self.total = total
-        self.max_epochs = max_epochs
-        self.interval_s = float(interval_s)
-        self._stream = stream  # None: sys.stdout at print time
-        self._start: float | None = None
-        self._last = 0.0
-
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d["_stream"] = None
-        d["_start"] = None
-        return d
-
-    def setup(self, **info: Any) -> None:
-        self._start = time.monotonic()
-        self.total = info.get("total_num_samples") or self.total
-
-    def summary(self, trials: Sequence[Any]) -> str:
-        counts = dict.fromkeys(STATUSES, 0)
-        done_rows = []
-        for t in trials:
-            st = trial_status(t.status, t.last_result or {}, max_epochs=self.max_epochs)
-            counts[st] += 1
-            if st == "done":
-                done_rows.append(t.last_result)
-        best = None
-        first = next((o for o in self.objectives if o.source == "reported"), self.objectives[0])
-        vals = [r[first.name] for r in done_rows if _finite(r.get(first.name))]
-        if vals:
-            best = (first.name, max(vals) if first.sense == "max" else min(vals))
-        front = 0
-        if done_rows:
-            df = pd.DataFrame([{**{o.name: _number(r.get(o.name)) for o in self.objectives},
-                                **{c.name: _number(r.get(c.name)) for c in self.constraints},
-                                "status": "done"} for r in done_rows])
-            front = int(pareto_mask(df, self.objectives, self.constraints).sum())
-        elapsed = time.monotonic() - (self._start or time.monotonic())
-        return progress_line(elapsed, counts, self.total, best, front)
-
-    def _print(self, trials: Sequence[Any]) -> None:
-        print(self.summary(trials), file=self._stream or sys.stdout, flush=True)
-        self._last = time.monotonic()
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(trials)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(trials)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.monotonic() - self._last >= self.interval_s:
-            self._print(trials)
+def progress_summary(trials: Iterable[tuple[str, Mapping[str, Any] | None]], objectives: Sequence[Objective],
+                     constraints: Sequence[Constraint] = (), total: int | None = None, elapsed_s: float = 0.0,
+                     max_epochs: int | None = None) -> str:
+    """:func:`progress_line` of trials given as (Ray Tune status string, last result) pairs: the
+    counts per status, the best first reported objective and the front size among the done trials."""
+    counts = dict.fromkeys(STATUSES, 0)
+    done_rows = []
+    for tune_status, result in trials:
+        st = trial_status(tune_status, result or {}, max_epochs=max_epochs)
+        counts[st] += 1
+        if st == "done":
+            done_rows.append(result)
+    best = None
+    first = next((o for o in objectives if o.source == "reported"), objectives[0])
+    vals = [r[first.name] for r in done_rows if _finite(r.get(first.name))]
+    if vals:
+        best = (first.name, max(vals) if first.sense == "max" else min(vals))
+    front = 0
+    if done_rows:
+        df = pd.DataFrame([{**{o.name: _number(r.get(o.name)) for o in objectives},
+                            **{c.name: _number(r.get(c.name)) for c in constraints},
+                            "status": "done"} for r in done_rows])
+        front = int(trials_pareto_mask(df, objectives, constraints).sum())
+    return progress_line(elapsed_s, counts, total, best, front)
 
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def is_complete(result: Mapping[str, Any] | None, max_epochs: int | None = None) -> bool:
-    """Whether ``result`` is the final, full-fidelity report of a trial: its ``epoch`` reached
-    ``max_epochs`` (when known), else its ``done`` flag. Ray Tune also sets ``done: True`` on the
-    last result of a trial a scheduler stopped (e.g. ASHA), so ``done`` alone is not enough."""
-    result = result or {}
-    if max_epochs is not None:
-        epoch = result.get("epoch")
-        return isinstance(epoch, (int, float)) and epoch >= max_epochs
-    return bool(result.get("done"))
+def __getattr__(name: str) -> Any:  # experiments saved before the Tune callback moved to hytnas.callbacks
+    if name == "ProgressCallback":
+        from hytnas.callbacks import ProgressCallback
 
-
-def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, error: bool = False,
-                 max_epochs: int | None = None) -> str:
-    """Map a Ray Tune trial status (+ its last result) to one of :data:`STATUSES`."""
-    if error or tune_status == "ERROR":
-        return "failed"
-    if tune_status == "TERMINATED":
-        return "done" if is_complete(last_result, max_epochs) else "stopped"
-    if tune_status == "RUNNING":
-        return "running"
-    if tune_status == "PAUSED":
-        return "stopped"
-    return "pending"
+        return ProgressCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,14 +11,14 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    data folder (``check_paths`` and the data module's ``prepare_data``), the space, the
    searcher and its options, and the experiment folder (a folder that already holds a search is
    refused unless ``resume=True``; a resumed search must use the same config).
-2. Start local Ray (``ray.init(num_cpus=<this machine>, include_dashboard=False)``) or connect
-   to ``address``; a Ray instance that is already running is used as is and left running.
+2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`); a Ray instance
+   that is already running is used as is and left running.
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
    ``search_algos.make_search_alg``; FIFO or ASHA (resource: epochs); Tune's metric/mode is the
-   first objective (the searcher handles all of them); callbacks: :class:`hytnas.report.ProgressCallback`
-   and :class:`hytnas.tracking.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
+   first objective (the searcher handles all of them); callbacks: :class:`hytnas.callbacks.ProgressCallback`
+   and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
    kept, unfinished ones continue from their last epoch checkpoint, and the searcher continues
    from its saved state (``Searcher.save``/``restore``), so no trial is lost or repeated.
@@ -32,8 +32,6 @@ once), ``tune/`` (Tune's state, trial folders and checkpoints), ``mlflow.db`` + 
 """
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -41,20 +39,27 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
 import pandas as pd
+import torch
 import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from hytnas.callbacks import MlflowTracker, ProgressCallback
 from hytnas.config import ExperimentConfig, parse_experiment
-from hytnas.errors import ConfigError, SearchError
-from hytnas.utils import atomic_write_text
+from hytnas.data import make_datamodule
+from hytnas.errors import ConfigError, DataError, SearchError
+from hytnas.hardware.search import device_wiring as wire
+from hytnas.models import build_model
+from hytnas.report import format_table, sort_front, trials_frame, write_report
+from hytnas.runtime import init_ray, shutdown
+from hytnas.table import read_arch_table
+from hytnas.tracking import log_artifacts, read_state, ui_command
+from hytnas.trial import WEIGHTS_FILE, is_complete, read_trial_state, trial_name
+from hytnas.utils import atomic_write_json, atomic_write_text
+from trainables.train import train_arch
 
 TUNE_DIR = "tune"
 CONFIG_FILE = "experiment.yaml"
-#: Environment that keeps Ray Tune's console output to what ``ProgressCallback`` prints.
-QUIET_ENV = {
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "RAY_DEDUP_LOGS": "1",
-}
 
 
 class SearchFailed(SearchError):
@@ -107,23 +112,9 @@ class Plan:
 
 
 # ------------------------------------------------------------------------------ preflight
-def make_datamodule(cfg: ExperimentConfig, input_size: int, *, batch_size: int | None = None):
-    """The data module of ``cfg`` (not set up)."""
-    from hytnas.data import get_datamodule
-
-    d = cfg.dataset
-    return get_datamodule(
-        d.name, root=d.root, input_size=input_size, batch_size=batch_size or cfg.training.batch_size,
-        num_workers=d.num_workers, train_size=d.train_size, val_size=d.val_size, test_size=d.test_size,
-        seed=cfg.training.seed, download=d.download, in_channels=d.in_channels,
-    )
-
-
 def device_wiring(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
     """The device profile's wiring (``hytnas.hardware.search.device_wiring``): objectives with a
     known ``latency_ms`` when the profile computes it, constraints plus the memory limits."""
-    from hytnas.hardware.search import device_wiring as wire
-
     return wire(cfg.hardware.device, space, cfg.get_objectives(), cfg.get_constraints(),
                 num_classes=num_classes, in_channels=in_channels, memory=cfg.hardware.memory_constraints)
 
@@ -160,8 +151,6 @@ def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: boo
 
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
-    from ray import tune
-
     storage = cfg.storage_dir
     has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(str(storage / TUNE_DIR))
     if not resume:
@@ -197,17 +186,11 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] 
 # ------------------------------------------------------------------------------ tuner
 def make_trainable(cfg: ExperimentConfig):
     """``train_arch`` with the static settings and the per-trial resources attached."""
-    from ray import tune
-
-    from trainables.train import train_arch
-
     resources = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_arch, experiment=cfg.to_plain()), resources)
 
 
 def make_scheduler(cfg: ExperimentConfig):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
     s = cfg.scheduler
     if s.type == "asha":
         return ASHAScheduler(time_attr="training_iteration", max_t=cfg.training.epochs,
@@ -217,16 +200,12 @@ def make_scheduler(cfg: ExperimentConfig):
 
 def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, plan: Plan | None = None) -> list[Any]:
     """Progress lines (unless ``quiet``) and the MLflow tracker (when enabled)."""
-    from hytnas.report import ProgressCallback
-
     out: list[Any] = []
     if not quiet:
         constraints = plan.constraints if plan is not None else cfg.get_constraints()
         out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples,
                                     max_epochs=cfg.training.epochs))
     if cfg.mlflow.enabled:
-        from hytnas.tracking import MlflowTracker
-
         out.append(MlflowTracker(cfg.tracking_uri, cfg.mlflow_experiment, cfg.storage_dir, cfg.to_plain(), space))
     return out
 
@@ -243,8 +222,6 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
     restored from ``<storage>/tune``; Tune then uses the searcher, scheduler and callbacks it
     saved with the experiment.
     """
-    from ray import tune
-
     if plan is None:
         plan = preflight(cfg, resume=resume, check_storage=False)
     if trainable is None:
@@ -274,33 +251,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
     )
 
 
-def trial_name(trial: Any) -> str:
-    """Short trial names and folders: ``trial_<id>`` (the genes are in the trial's params)."""
-    return f"trial_{trial.trial_id}"
-
-
 # ------------------------------------------------------------------------------ running
-def init_ray(address: str | None = None) -> bool:
-    """Start local Ray (all CPUs of this machine, no dashboard) or connect to ``address``.
-
-    Returns whether this call started Ray (and so should shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                                  configure_logging=True)
-    try:
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                     **kwargs)
-    except ConnectionError as exc:
-        raise ConfigError(f"--address: cannot connect to a Ray cluster at {address} ({exc})") from None
-    return True
-
-
 def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: bool = False,
                callbacks: Sequence[Any] = (), quiet: bool = False, stream: TextIO | None = None) -> SearchResult:
     """Run (or resume) the search of ``cfg`` end to end; see the module docstring.
@@ -311,8 +262,6 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
     out = stream or sys.stdout
     t0 = time.monotonic()
     plan = preflight(cfg, resume=resume)
-    for var, value in QUIET_ENV.items():
-        os.environ.setdefault(var, value)
     started = init_ray(address)
     try:
         storage = cfg.storage_dir
@@ -335,10 +284,7 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
             ) from exc
         result = _collect(cfg, plan, grid, time.monotonic() - t0)
     finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        shutdown(started)
     if not quiet:
         print(summary(result, cfg), file=out, flush=True)
     return result
@@ -346,8 +292,6 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
 
 def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> SearchResult:
     """Trial records from Tune's ``ResultGrid`` -> report files (+ MLflow artifacts)."""
-    from hytnas.report import is_complete, sort_front, trials_frame, write_report
-
     storage = cfg.storage_dir
     records = []
     for r in grid:
@@ -377,8 +321,6 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
     interrupted = not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
     parent = None
     if cfg.mlflow.enabled:
-        from hytnas.tracking import log_artifacts, read_state
-
         state = read_state(storage)
         parent = state["parent_run_id"] if state else None
         if parent:
@@ -393,8 +335,6 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
 
 def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
     """The closing lines of ``hytnas search``: Pareto table, files, the ``mlflow ui`` command."""
-    from hytnas.report import format_table
-
     df = result.trials
     objectives = cfg.get_objectives()
     lines = [
@@ -408,8 +348,6 @@ def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
     lines += [f"trials:  {result.files['trials']}", f"pareto:  {result.files['pareto']}",
               f"plot:    {result.files['plot']}"]
     if result.tracking_uri:
-        from hytnas.tracking import ui_command
-
         lines.append(f"MLflow:  {ui_command(result.tracking_uri)}")
     if result.interrupted:
         lines.append(f"the search stopped after {len(df)} of {cfg.budget.num_samples} trials (interrupted, or the searcher "
@@ -443,14 +381,6 @@ def export_pareto(experiment_dir: str | Path, out: str | Path | None = None) -> 
     trial's metrics) and ``weights.pt`` (``state_dict``; ``torch.load(p, weights_only=True)``).
     The weights are checked by loading them (strictly) into a freshly built model.
     """
-    import torch
-
-    from hytnas.errors import DataError
-    from hytnas.models import build_model
-    from hytnas.table import read_arch_table
-    from hytnas.utils import atomic_write_json
-    from trainables.train import WEIGHTS_FILE, read_trial_state
-
     d = Path(experiment_dir)
     cfg = load_saved_experiment(d)
     space = cfg.build_space()
@@ -497,6 +427,6 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search", "init_ray", "make_datamodule",
+__all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search",
            "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary", "export_pareto",
            "load_saved_experiment"]

@@ -1,6 +1,7 @@
 """MLflow tracking of a search: the only module that imports ``mlflow``.
 
-:class:`MlflowTracker` is a Ray Tune callback on the driver. It uses ``MlflowClient`` with
+:class:`MlflowLogger` holds the Ray Tune callback hooks (Ray-free here;
+:class:`hytnas.callbacks.MlflowTracker` is it as a Tune callback on the driver). It uses ``MlflowClient`` with
 explicit run ids (never the global active run), so it neither needs nor disturbs a run of the
 calling process:
 
@@ -26,9 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ray.tune import Callback
+import yaml
 
 from hytnas.errors import ConfigError
+from hytnas.trial import is_complete
 from hytnas.utils import atomic_write_json
 
 STATE_FILE = "tracking.json"
@@ -73,8 +75,8 @@ def _client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-class MlflowTracker(Callback):
-    """Ray Tune callback logging a search to MLflow (see the module docstring).
+class MlflowLogger:
+    """Logs a search to MLflow through the Ray Tune callback hooks (see the module docstring).
 
     Args:
         tracking_uri: MLflow store (e.g. ``sqlite:////abs/path/mlflow.db``).
@@ -112,8 +114,6 @@ class MlflowTracker(Callback):
     # ------------------------------------------------------------------ parent run
     def start(self) -> str:
         """Create (or, when resuming, reopen) the parent run; returns its id."""
-        import yaml
-
         state = read_state(self.storage)
         client = self.client
         if state is not None:
@@ -190,8 +190,6 @@ class MlflowTracker(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.child_run(trial)
-        from hytnas.report import is_complete
-
         epochs = (self.config.get("training") or {}).get("epochs")
         done = is_complete(trial.last_result, epochs)
         self.client.set_tag(run_id, "hytnas.status", "done" if done else "stopped")
@@ -234,6 +232,14 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | Path], m
     for k, v in (metrics or {}).items():
         if _is_number(v):
             client.log_metric(run_id, k, float(v))
+
+
+def __getattr__(name: str) -> Any:  # experiments saved before the Tune callback moved to hytnas.callbacks
+    if name == "MlflowTracker":
+        from hytnas.callbacks import MlflowTracker
+
+        return MlflowTracker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _is_number(x: Any) -> bool:

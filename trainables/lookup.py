@@ -1,6 +1,8 @@
 """The lookup trainable: answers a trial from a benchmark table instead of training.
 
-Trial config: the 23 genes (or the latent form) as every trainable takes them. The arch is
+The table is a :class:`hytnas.benchmark.table.BenchmarkTable` (used through its ``space``,
+``find``, ``nearest``, ``row``, ``epoch_columns`` and ``path``; the trainables never import the
+benchmark orchestration, which imports them). Trial config: the 23 genes (or the latent form) as every trainable takes them. The arch is
 found in the table by ``arch_id``; what is reported is that row's metrics, in the same keys as
 the training trainable (``val_accuracy``, ``val_loss``, ``epoch``, costs, ``latency_ms``,
 ``arch_id``, ``test_accuracy`` and ``done: True`` on the last report), plus ``table_row``
@@ -21,7 +23,6 @@ from typing import Any, Callable, Mapping
 
 from ray import tune
 
-from hytnas.benchmark.table import BenchmarkTable
 from hytnas.errors import SearchError
 from hytnas.space import GENES
 
@@ -29,7 +30,7 @@ from hytnas.space import GENES
 COST_COLUMNS = ("params_k", "macs_m", "peak_sram_kb", "model_size_kb", "latency_ms")
 
 
-def lookup_results(table: BenchmarkTable, config: Mapping[str, Any], *, per_epoch: bool = False,
+def lookup_results(table: Any, config: Mapping[str, Any], *, per_epoch: bool = False,
                    nearest: bool = False) -> list[dict[str, Any]]:
     """The reports the lookup trainable makes for ``config``, in order (Ray-free; the last is final)."""
     arch = table.space.from_config(config)
@@ -61,12 +62,12 @@ def lookup_results(table: BenchmarkTable, config: Mapping[str, Any], *, per_epoc
     return out
 
 
-def lookup(config: dict[str, Any], table: BenchmarkTable, per_epoch: bool = False, nearest: bool = False) -> None:
+def lookup(config: dict[str, Any], table: Any, per_epoch: bool = False, nearest: bool = False) -> None:
     """Ray Tune function trainable (bind ``table`` with :func:`make_lookup_trainable`)."""
     for result in lookup_results(table, config, per_epoch=per_epoch, nearest=nearest):
         tune.report(result)
 
 
-def make_lookup_trainable(table: BenchmarkTable, *, per_epoch: bool = False, nearest: bool = False) -> Callable:
+def make_lookup_trainable(table: Any, *, per_epoch: bool = False, nearest: bool = False) -> Callable:
     """``lookup`` with the table (shipped once through Ray's object store) and options bound."""
     return tune.with_parameters(lookup, table=table, per_epoch=per_epoch, nearest=nearest)

@@ -20,18 +20,11 @@ What a trial does:
    report comes after the test split and adds ``test_accuracy``, ``test_loss``,
    ``train_time_s`` and ``done: True``.
 
-Reported keys: ``val_accuracy``, ``val_loss``, ``train_loss``, ``epoch`` (1-based), every
-metric of ``hytnas.objectives.COST_METRICS``, ``latency_ms`` and ``arch_id``.
-
-Checkpoint folder (one per epoch; Tune keeps the latest): ``lightning.ckpt`` (the whole training
-state: a restored trial continues from it), ``model.pt`` (the bare model ``state_dict``, loadable
-with ``weights_only=True``; what ``hytnas export`` ships) and ``trial.json`` (format
-``hytnas-trial`` v1: genes, arch id, input size, classes, channels, latency, last metrics).
+Reported keys and the checkpoint folder (one per epoch; Tune keeps the latest): the trial
+protocol of :mod:`hytnas.trial`. A restored trial continues from its ``lightning.ckpt``.
 """
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,17 +32,16 @@ from typing import Any, Mapping
 
 import pytorch_lightning as pl
 import torch
+from ray import tune
 
-from hytnas.errors import DataError
-from hytnas.utils import atomic_write_json
-
-CKPT_FILE = "lightning.ckpt"
-WEIGHTS_FILE = "model.pt"
-STATE_FILE = "trial.json"
-STATE_FORMAT = "hytnas-trial"
-STATE_VERSION = 1
-#: Metrics Lightning logs per epoch that a report carries.
-EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss")
+from hytnas.config import parse_experiment
+from hytnas.costs import arch_costs, measure_latency
+from hytnas.data import make_datamodule
+from hytnas.hardware.search import trial_latency_ms
+from hytnas.models import build_model
+from hytnas.objectives import COST_METRICS
+from hytnas.training import TrainSettings, train_candidate
+from hytnas.trial import CKPT_FILE, EPOCH_METRICS, FINAL_METRICS, new_state, read_trial_state, write_trial_files
 
 
 class EpochReporter(pl.Callback):
@@ -70,8 +62,6 @@ class EpochReporter(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        from ray import tune
-
         epoch = int(trainer.current_epoch) + 1
         logged = trainer.callback_metrics
         metrics = {**{k: float(logged[k]) for k in EPOCH_METRICS if k in logged}, "epoch": epoch, **self.static}
@@ -85,47 +75,19 @@ class EpochReporter(pl.Callback):
 
 
 def save_checkpoint(folder: Path, trainer: pl.Trainer, model: torch.nn.Module, state: Mapping[str, Any]) -> None:
-    """``lightning.ckpt`` + ``model.pt`` + ``trial.json`` in ``folder``."""
+    """The trial's checkpoint folder: ``lightning.ckpt`` + the files of :func:`hytnas.trial.write_trial_files`."""
     folder.mkdir(parents=True, exist_ok=True)
     trainer.save_checkpoint(folder / CKPT_FILE)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / WEIGHTS_FILE)
-    atomic_write_json(folder / STATE_FILE, _jsonable(state))
+    write_trial_files(folder, model, state)
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def read_trial_state(checkpoint_dir: str | Path) -> dict[str, Any]:
-    """The ``trial.json`` of a checkpoint folder (genes, arch id, shapes, latency, metrics)."""
-    path = Path(checkpoint_dir) / STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable trial state ({type(exc).__name__}); the checkpoint is incomplete") from None
-    if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise DataError(f"{path}: not a version-{STATE_VERSION} hytnas trial state")
-    return state
-
-
-def train_settings(cfg: Any):
+def train_settings(cfg: Any) -> TrainSettings:
     """``hytnas.training.TrainSettings`` from the ``training`` section of an experiment config."""
-    from hytnas.training import TrainSettings
-
     return TrainSettings.from_dict(cfg.training.model_dump())
 
 
 def host_latency_ms(arch_cfg: Any, cfg: Any, input_size: int, num_classes: int, in_channels: int) -> float:
     """Median batch-1 latency of a freshly built model on this host's CPU (weights do not matter)."""
-    from hytnas.costs import measure_latency
-    from hytnas.models import build_model
-
     model = build_model(arch_cfg, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
     return measure_latency(model, input_size, in_channels, threads=cfg.hardware.latency_threads,
                            runs=cfg.hardware.latency_runs).median_ms
@@ -133,15 +95,6 @@ def host_latency_ms(arch_cfg: Any, cfg: Any, input_size: int, num_classes: int, 
 
 def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
     """Ray Tune function trainable; see the module docstring."""
-    from ray import tune
-
-    from hytnas.config import parse_experiment
-    from hytnas.costs import arch_costs
-    from hytnas.hardware.search import trial_latency_ms
-    from hytnas.objectives import COST_METRICS
-    from hytnas.search import make_datamodule
-    from hytnas.training import train_candidate
-
     cfg = parse_experiment(experiment)
     torch.set_num_threads(max(1, int(cfg.resources.cpu)))
     space = cfg.build_space()
@@ -164,9 +117,7 @@ def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
         device_ms = trial_latency_ms(cfg.hardware.device, space, arch, num_classes=shapes[1], in_channels=shapes[2])
         if device_ms is not None:
             static.update(latency_ms=device_ms, host_latency_ms=float(latency))
-        state = {"format": STATE_FORMAT, "version": STATE_VERSION, "arch_id": arch_cfg.arch_id,
-                 "space": space.name, "genes": space.to_config(arch), "input_size": shapes[0],
-                 "num_classes": shapes[1], "in_channels": shapes[2], "latency_ms": float(latency)}
+        state = new_state(space, arch, arch_cfg.arch_id, *shapes, latency)
         reporter = EpochReporter(static, state, settings.epochs, work)
         out = train_candidate(
             arch_cfg, dm, settings, [reporter], enable_progress_bar=False,
@@ -176,7 +127,7 @@ def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
         final_dir, final = reporter.last_dir, reporter.last_metrics
         if final_dir is None:  # restored after its last epoch (e.g. interrupted while testing)
             final_dir, final = restored_dir, {**static, **(saved or {}).get("metrics", {})}
-        final = {**final, **{k: float(out[k]) for k in ("test_accuracy", "test_loss", "train_time_s") if k in out},
+        final = {**final, **{k: float(out[k]) for k in FINAL_METRICS if k in out},
                  "done": True}
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(final_dir)))
 

@@ -29,9 +29,13 @@ from ray.tune import Callback
 from hytnas.benchmark.archlist import BuildItem, build_items
 from hytnas.benchmark.config import BuildConfig, experiment_for_build
 from hytnas.benchmark.table import header_comment, read_header
+from hytnas.data import make_datamodule
 from hytnas.errors import ConfigError, DataError
+from hytnas.runtime import NO_TRIAL_LOGGERS, init_ray, machine_cpus, shutdown
+from hytnas.search import CONFIG_FILE, build_tuner, preflight
 from hytnas.space import GENES, Space
 from hytnas.table import read_arch_table, write_arch_table
+from hytnas.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +174,6 @@ def build_table(cfg: BuildConfig, *, max_trials: int | None = None, write_partia
     write the final tables when the list is complete (again, from the partial table, when it
     already is). ``write_partial``: train nothing, write the tables from the trials recorded so
     far (header ``complete: False``). Returns what happened."""
-    from hytnas.search import make_datamodule
-
     t0 = time.monotonic()
     bench, exp = cfg.benchmark, cfg.experiment
     exp.check_paths()
@@ -232,9 +234,6 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     Unlike a search, the Tuner reuses its trial actors (``reuse_actors=True``): a build runs
     hundreds of short trials, and a fresh worker process per trial (importing torch and
     Lightning again) costs more than the training on a loaded 2-core machine."""
-    from hytnas.search import CONFIG_FILE, build_tuner, preflight
-    from hytnas.utils import atomic_write_text
-
     storage = Path(cfg.experiment.storage_path)
     attempt = 0
     while (storage / f"seed{seed}-pass{attempt}").exists():
@@ -244,7 +243,10 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
     write_arch_table(pool, space, [i.arch for i in batch], comment=f"benchmark build pool, seed {seed}")
     exp = experiment_for_build(cfg, len(batch), seed, pool, run_name)
     plan = preflight(exp)
-    started = _init_ray(exp.budget.max_concurrent_trials, exp.resources.cpu)
+    # max(CPUs, max_concurrent * cpu per trial) logical CPUs, so that benchmark.max_concurrent_trials trials
+    # really run at once (oversubscription on purpose; each trial still uses floor(resources.cpu) threads)
+    started = init_ray(num_cpus=max(machine_cpus(), math.ceil(exp.budget.max_concurrent_trials * exp.resources.cpu)),
+                       env=NO_TRIAL_LOGGERS)
     try:
         exp.storage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(exp.storage_dir / CONFIG_FILE, exp.to_yaml())
@@ -254,32 +256,7 @@ def _run_pass(cfg: BuildConfig, space: Space, batch: Sequence[BuildItem], seed: 
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
         tuner.fit()
     finally:
-        if started:
-            import ray
-
-            ray.shutdown()
-
-
-def _init_ray(max_concurrent: int, cpu_per_trial: float) -> bool:
-    """Start local Ray (no dashboard) unless one is running; returns whether this call started it.
-
-    Ray gets ``max(physical CPUs, max_concurrent * cpu_per_trial)`` logical CPUs, so that
-    ``benchmark.max_concurrent_trials`` trials really run at once: on a shared machine, more
-    single-threaded trials than cores get the build a fair share of the CPU (oversubscription on
-    purpose; each trial still uses ``floor(resources.cpu)`` torch threads)."""
-    import math
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return False
-    physical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    ray.init(num_cpus=max(physical, math.ceil(max_concurrent * cpu_per_trial)), include_dashboard=False,
-             log_to_driver=False, logging_level=logging.WARNING)
-    return True
+        shutdown(started)
 
 
 def write_final_tables(cfg: BuildConfig, space: Space, items: Sequence[BuildItem], state: BuildState,

@@ -28,6 +28,7 @@ matching run in it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -39,14 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ray.tune import Callback
+import pandas as pd
+from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from hytnas.benchmark.hypervolume import evals_to_reach, hv_at, hv_curve, true_front
+from hytnas.mo import curve_of, evals_to_reach, hv_at, true_front
+from hytnas.benchmark.surrogate import Surrogate
 from hytnas.benchmark.table import BenchmarkTable
+from hytnas.callbacks import Completions
 from hytnas.errors import ConfigError
 from hytnas.objectives import Objective, get_objectives
+from hytnas.runtime import NO_TRIAL_LOGGERS, init_ray, shutdown
 from hytnas.utils import atomic_write_json, atomic_write_text
+from trainables.lookup import make_lookup_trainable
+from trainables.surrogate import make_surrogate_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +98,6 @@ class RunSpec:
             if len(pair) < 2:
                 raise ConfigError(f"--objectives: give at least two objectives per pair (got {','.join(pair)})")
             get_objectives(pair)
-
-
-class Completions(Callback):
-    """Tune callback: the final results of the trials, in completion order (errors as ``{"error": True}``)."""
-
-    def __init__(self) -> None:
-        self.results: list[dict[str, Any]] = []
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.results.append(dict(trial.last_result or {}))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.results.append({"error": True})
 
 
 def make_benchmark_searcher(name: str, space: Any, objectives: Sequence[Objective], seed: int, *,
@@ -155,8 +149,6 @@ class TimedSearcher(ConcurrencyLimiter):
 def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str) -> tuple[list[dict[str, Any]], list[float]]:
     """One Tune run (one trial at a time): the trials' final results in completion order, and
     the wall time of each suggestion (:class:`TimedSearcher`)."""
-    from ray import tune
-
     rec = Completions()
     searcher = TimedSearcher(searcher)
     # Trial loggers are off (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): Completions is the record, so
@@ -174,30 +166,6 @@ def run_one(trainable: Any, searcher: Any, budget: int, storage: Path, name: str
     return rec.results, searcher.suggest_s
 
 
-def curve_of(results: Sequence[dict[str, Any]], objectives: Sequence[Objective], ref_point: Any,
-             budget: int) -> list[float]:
-    """HV after each evaluation (a failed or unfinished trial counts, adds nothing), padded to
-    ``budget`` with the last value when the run ended early."""
-    import torch
-
-    curve: list[float] = []
-    last = 0.0
-    ys, pos = [], []
-    for i, r in enumerate(results):
-        if r.get("done") and all(o.name in r for o in objectives):
-            ys.append([float(r[o.name]) for o in objectives])
-            pos.append(i)
-    hv = hv_curve(torch.tensor(ys, dtype=torch.float64).reshape(-1, len(objectives)), objectives, ref_point) if ys else []
-    j = 0
-    for i in range(len(results)):
-        if j < len(pos) and pos[j] == i:
-            last = hv[j]
-            j += 1
-        curve.append(last)
-    curve += [last] * (budget - len(curve))
-    return curve[:budget]
-
-
 def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every searcher x seed for every objective pair; write the files; return the summaries."""
     spec.check()
@@ -205,26 +173,18 @@ def run_benchmark(spec: RunSpec, log: Callable[[str], None] = print) -> dict[str
     out = Path(spec.out).resolve()  # Ray Tune needs an absolute storage path
     out.mkdir(parents=True, exist_ok=True)
     if spec.problem == "table":
-        from trainables.lookup import make_lookup_trainable
-
         trainable = make_lookup_trainable(table)
     else:
-        from hytnas.benchmark.surrogate import Surrogate
-        from trainables.surrogate import make_surrogate_trainable
-
         log(f"benchmark run: fitting the surrogate on {len(table)} archs of {table.path}")
         model = Surrogate.fit(table)
         atomic_write_json(out / "surrogate.json", model.to_dict())
         trainable = make_surrogate_trainable(model)
-    started = _init_ray()
+    started = init_ray(env=NO_TRIAL_LOGGERS)
     try:
         return {"-vs-".join(pair): _run_pair(spec, table, trainable, get_objectives(pair), out, log)
                 for pair in spec.pairs}
     finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        shutdown(started)
 
 
 def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: Sequence[Objective], out: Path,
@@ -283,8 +243,6 @@ def _run_pair(spec: RunSpec, table: BenchmarkTable, trainable: Any, objectives: 
 
 def table_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 of the table file: runs on another table are never mixed into a summary."""
-    import hashlib
-
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -297,19 +255,6 @@ def _matching_run(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(run, dict) or any(run.get(k) != v for k, v in key.items()):
         return None
     return run
-
-
-def _init_ray() -> bool:
-    """Start local Ray (all CPUs, no dashboard) unless one runs; returns whether this call did."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    ray.init(num_cpus=ncpu, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    return True
 
 
 def milestones(budget: int) -> list[int]:
@@ -370,8 +315,6 @@ def format_summary(rows: Sequence[dict[str, Any]], doc: dict[str, Any]) -> str:
 
 
 def _write_summary(pdir: Path, rows: list[dict[str, Any]], doc: dict[str, Any]) -> None:
-    import pandas as pd
-
     pd.DataFrame(rows).to_csv(pdir / "summary.csv.tmp", index=False, float_format="%.6g")
     (pdir / "summary.csv.tmp").replace(pdir / "summary.csv")
     ref = ", ".join(f"{o} {v:.6g}" for o, v in zip(doc["objectives"], doc["ref_point"]))
@@ -416,5 +359,5 @@ def plot_curves(doc: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["RunSpec", "Completions", "TimedSearcher", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher",
-           "curve_of", "summarize", "format_summary", "plot_curves", "SEARCHERS", "SEARCHER_VARIANTS", "PROBLEMS"]
+__all__ = ["RunSpec", "TimedSearcher", "run_benchmark", "run_one", "make_searcher", "make_benchmark_searcher",
+           "summarize", "format_summary", "plot_curves", "SEARCHERS", "SEARCHER_VARIANTS", "PROBLEMS"]

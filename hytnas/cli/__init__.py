@@ -14,7 +14,7 @@ import warnings
 from hytnas.errors import HytnasError
 
 #: sub-command modules, in the order they appear in ``hytnas --help``
-SUBCOMMANDS = ("search", "space", "costs", "profile", "predictor", "benchmark", "export")
+SUBCOMMANDS = ("search", "costs", "profile", "predictor", "benchmark", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(f"hytnas.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"hytnas.cli.{name}":
-                continue  # sub-command not part of this build
-            raise
-        mod.register(sub)
+        importlib.import_module(f"hytnas.cli.{name}").register(sub)
     return parser
 
 

@@ -94,8 +94,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from hytnas.benchmark.build import seed_noise
-    from hytnas.benchmark.hypervolume import true_front
     from hytnas.benchmark.table import BenchmarkTable
+    from hytnas.mo import true_front
     from hytnas.objectives import get_objectives
 
     table = BenchmarkTable.load(args.table)

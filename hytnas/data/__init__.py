@@ -10,6 +10,7 @@ loading that keeps the loaders off the critical path.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ DATASETS: dict[str, type[ImageDataModule]] = {
     cls.name: cls for cls in (FashionMNISTDataModule, CIFAR10DataModule, VWWDataModule, ImageFolderDataModule)
 }
 DEFAULT_DATASET = "fashion-mnist"
+#: the keywords every datamodule takes (:class:`ImageDataModule`)
+COMMON_OPTIONS = tuple(p.name for p in inspect.signature(ImageDataModule.__init__).parameters.values()
+                       if p.kind is p.KEYWORD_ONLY)
 
 
 def canonical_name(name: str) -> str:
@@ -36,41 +40,34 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def get_datamodule(
-    name: str = DEFAULT_DATASET,
-    *,
-    root: str | Path | None = None,
-    input_size: int,
-    batch_size: int = 128,
-    num_workers: int = 0,
-    train_size: int | None = None,
-    val_size: int | None = None,
-    test_size: int | None = None,
-    seed: int = 0,
-    download: bool = True,
-    augment: bool = False,
-    in_channels: int | None = None,
-    **options: Any,
-) -> ImageDataModule:
+def get_datamodule(name: str = DEFAULT_DATASET, root: str | Path | None = None, **kwargs: Any) -> ImageDataModule:
     """The datamodule ``name`` (one of :data:`DATASETS`), not yet set up.
 
+    ``kwargs`` are the keywords of :class:`ImageDataModule` (``input_size`` is required;
+    ``batch_size``, ``num_workers``, ``train_size``, ``val_size``, ``test_size``, ``seed``,
+    ``download``, ``augment``, ``in_channels``) plus the class's own ``options``:
+    ``memory_limit_mb`` (array datasets), ``cache``, ``cache_dir``, ``max_cache_mb`` (folders).
     ``root=None`` means the default data folder (:func:`default_data_dir`) for the downloadable
     datasets; ``vww`` and ``imagefolder`` need a ``root``. ``in_channels=None`` keeps the
-    dataset's own channels (1 for Fashion-MNIST). ``options`` go to the class: ``memory_limit_mb``
-    (array datasets), ``cache``, ``cache_dir``, ``max_cache_mb`` (folders).
+    dataset's own channels (1 for Fashion-MNIST). An unknown keyword is a :class:`ConfigError`.
     """
     cls = DATASETS[canonical_name(name)]
-    unknown = sorted(set(options) - set(cls.options))
+    unknown = sorted(set(kwargs) - set(COMMON_OPTIONS) - set(cls.options))
     if unknown:
         raise ConfigError(f"dataset.{unknown[0]}: not an option of {cls.name}; its options are "
                           f"{', '.join(cls.options) or 'none'}")
-    return cls(root, input_size=input_size, batch_size=batch_size, num_workers=num_workers, train_size=train_size,
-               val_size=val_size, test_size=test_size, seed=seed, download=download, augment=augment,
-               in_channels=in_channels, **options)
+    return cls(root, **kwargs)
+
+
+def make_datamodule(cfg: Any, input_size: int, *, batch_size: int | None = None) -> ImageDataModule:
+    """The data module of an experiment config (not set up): its ``dataset`` section, with
+    ``training.batch_size`` (unless ``batch_size``) and ``training.seed`` (the data subsets)."""
+    return get_datamodule(**cfg.dataset.model_dump(), input_size=input_size,
+                          batch_size=batch_size or cfg.training.batch_size, seed=cfg.training.seed)
 
 
 __all__ = [
-    "DATASETS", "DEFAULT_DATASET", "get_datamodule", "canonical_name", "ImageDataModule",
+    "DATASETS", "DEFAULT_DATASET", "get_datamodule", "make_datamodule", "canonical_name", "ImageDataModule",
     "FashionMNISTDataModule", "CIFAR10DataModule", "VWWDataModule", "ImageFolderDataModule",
     "TensorImageDataset", "ImageFileDataset", "BatchTransform", "Splits", "split_indices", "batch_loader",
     "default_data_dir", "default_cache_dir", "read_idx", "write_idx", "read_cifar_batch",

@@ -6,7 +6,7 @@ LightningModule, :func:`make_trainer` and :func:`train_candidate` (imports neith
 """
 from hytnas.training.loop import make_trainer, seeded, train_candidate
 from hytnas.training.module import HybridClassifier, param_groups
-from hytnas.training.settings import OPTIMIZERS, PRECISIONS, TrainSettings
+from hytnas.config import OPTIMIZERS, PRECISIONS, TrainSettings
 
 __all__ = ["TrainSettings", "OPTIMIZERS", "PRECISIONS", "HybridClassifier", "make_trainer", "train_candidate",
            "seeded", "param_groups"]

@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from hytnas.models import ArchCfg
 from hytnas.training.module import HybridClassifier
-from hytnas.training.settings import TrainSettings
+from hytnas.config import TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from hytnas.errors import ConfigError
 from hytnas.models import ArchCfg, build_model
-from hytnas.training.settings import TrainSettings
+from hytnas.config import TrainSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import torch
 from ray import cloudpickle, tune
 from ray.tune import Callback
 
-from hytnas.benchmark.hypervolume import hypervolume
+from hytnas.mo import hypervolume
 from hytnas.objectives import get_objectives
 from hytnas.space import get_space
 from search_algos import make_searcher

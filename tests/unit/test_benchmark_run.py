@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hytnas.benchmark.hypervolume import true_front
-from hytnas.benchmark.run import RunSpec, TimedSearcher, curve_of, format_summary, summarize
+from hytnas.benchmark.run import RunSpec, TimedSearcher, format_summary, summarize
 from hytnas.cli import main
 from hytnas.errors import ConfigError
+from hytnas.mo import curve_of, true_front
 from hytnas.objectives import get_objectives
 from test_benchmark_table import data_start, make_table, rewrite  # same folder (pytest prepends it to sys.path)
 

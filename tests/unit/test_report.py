@@ -10,19 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hytnas.callbacks import ProgressCallback
+from hytnas.mo import trials_pareto_mask as pareto_mask
 from hytnas.objectives import get_objectives, parse_constraints
-from hytnas.report import (
-    ProgressCallback,
-    format_table,
-    pareto_mask,
-    progress_line,
-    trial_status,
-    trials_frame,
-    write_report,
-)
+from hytnas.report import format_table, progress_line, trials_frame, write_report
 from hytnas.space import get_space
 from hytnas.table import read_arch_table
 from hytnas.tracking import flatten, ui_command
+from hytnas.trial import trial_status
 
 
 def _brute_front(Y: np.ndarray, signs: np.ndarray) -> np.ndarray:

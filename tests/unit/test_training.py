@@ -3,7 +3,6 @@ checkpoints, on a tiny learnable dataset through the real data pipeline."""
 from __future__ import annotations
 
 import ast
-import dataclasses
 import math
 from pathlib import Path
 
@@ -167,7 +166,7 @@ def test_batch_size_of_settings_wins():
 def test_checkpoint_round_trip_and_exact_resume(tmp_path):
     settings2 = TrainSettings(epochs=2, seed=1)
     straight = train_candidate(TINY, bars(augment=True), settings2, accelerator="cpu")
-    first = train_candidate(TINY, bars(augment=True), dataclasses.replace(settings2, epochs=1), accelerator="cpu",
+    first = train_candidate(TINY, bars(augment=True), settings2.model_copy(update={"epochs": 1}), accelerator="cpu",
                             checkpoint_dir=tmp_path)
     ckpt = tmp_path / "last.ckpt"
     assert ckpt.is_file() and first["epochs"] == 1

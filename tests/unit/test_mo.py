@@ -1,4 +1,4 @@
-"""True-front hypervolume, reference point and anytime curves against brute-force 2-D sweeps."""
+"""hytnas.mo: true-front hypervolume, reference point and anytime curves against brute-force 2-D sweeps."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from hytnas.benchmark.hypervolume import evals_to_reach, hv_at, hv_curve, hypervolume, pareto_mask, true_front
+from hytnas.mo import evals_to_reach, hv_at, hv_curve, hypervolume, pareto_mask, true_front
 from hytnas.errors import SearchError
 from hytnas.objectives import get_objectives, to_maximize
 
