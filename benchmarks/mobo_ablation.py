@@ -5,7 +5,7 @@ The problem, reference point and "best known" HV are those of ``benchmarks/searc
 the run), so the HV fractions compare with that table. The searcher is driven directly (``suggest`` / ``on_trial_complete``, one trial at a
 time, no Ray: the same calls Tune makes), which makes a 100-evaluation run take minutes.
 
-Variants (``--variants``, comma-separated; each is a set of ``MOBOSearcher`` options, see
+Variants (``--variants``, comma-separated; each is a set of ``mobo`` options (``search_algos.settings.MOBOSettings``), see
 :data:`VARIANTS`): ``default`` (the shipped settings: ParEGO since session 4) and ``parego``;
 ``nehvi`` (qLogNEHVI, the default until session 4, with the reference point from the observed
 front) and, around it: ``ref-data`` (reference point from all observations), ``relax`` (continuous
@@ -88,19 +88,20 @@ def reference() -> tuple[torch.Tensor, float]:
 def run_one(variant: str, seed: int, budget: int, ref: torch.Tensor, best: float) -> dict[str, Any]:
     from hytnas.mo import curve_of
     from hytnas.objectives import get_objectives
-    from search_algos import MOBOSearcher
+    from search_algos import make_searcher
 
     space = get_space("hytnas")
     objectives = get_objectives([{"name": "f1", "sense": "min"}, {"name": "f2", "sense": "min"}])
-    s = MOBOSearcher(space, objectives, seed=seed, torch_threads=1, **VARIANTS[variant])
+    s = make_searcher("mobo", space=space, objectives=objectives, seed=seed,
+                      options={"torch_threads": 1, **VARIANTS[variant]})
     Ys, results, times = [], [], []
-    for i in range(budget):
+    for _ in range(budget):
         t0 = time.perf_counter()
-        cfg = s.suggest(f"t{i}")
+        (arch,) = s.ask(1)
         times.append(time.perf_counter() - t0)
-        y = dtlz2_values(space, [space.from_config(cfg)])[0]
+        y = dtlz2_values(space, [arch])[0]
         results.append({"f1": float(y[0]), "f2": float(y[1]), "done": True})
-        s.on_trial_complete(f"t{i}", dict(results[-1]))
+        s.tell(arch, results[-1])
         Ys.append(y)
     curve = [hv / best for hv in curve_of(results, objectives, ref)]
     return {"variant": variant, "options": VARIANTS[variant], "seed": seed, "budget": budget, "curve": curve,

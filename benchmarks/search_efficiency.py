@@ -2,8 +2,8 @@
 
 Searchers: ``mobo`` (GP, ParEGO), ``mobo-qlognehvi`` (GP, qLogNEHVI: ``mobo``'s default
 acquisition before ParEGO), ``mobo-rank_ensemble``, ``random``, ``optuna-nsga2``, ``optuna-tpe``,
-``optuna-gp`` (all from ``search_algos.make_search_alg``) and ``ax`` (Ax's default
-multi-objective generation strategy, ``hytnas.benchmark.ax_search.AxArchSearch``; ax-platform is
+``optuna-gp`` and ``ax`` (all from ``search_algos.make_searcher``; ``ax`` is Ax's default
+multi-objective generation strategy, ``search_algos.ax_search.AxArchSearch``; ax-platform is
 a benchmark-only extra). Each run is one ``tune.Tuner`` with one trial at a time
 (``max_concurrent_trials=1``), so "evaluations" is the number of completed trials.
 

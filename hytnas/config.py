@@ -36,7 +36,7 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hytnas.errors import ConfigError, HytnasError, SpaceError
+from hytnas.errors import ConfigError, HytnasError, SearchError, SpaceError
 from hytnas.objectives import (
     METRICS,
     Constraint,
@@ -45,11 +45,11 @@ from hytnas.objectives import (
     parse_constraint,
 )
 from hytnas.utils import read_yaml
+from search_algos.settings import SEARCHERS, parse_settings
 
 #: Where ``load_experiment("quickstart")`` looks for shipped configs (a source checkout).
 BUILTIN_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DATASETS = ("fashion-mnist", "cifar10", "vww", "imagefolder")
-ALGORITHMS = ("mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp")
 CONFIG_VERSION = 1
 
 
@@ -186,12 +186,27 @@ class TrainSettings(_Section):
 
 
 class SearchSection(_Section):
-    """The searcher (`search_algos.make_search_alg`)."""
+    """The searcher (`search_algos.make_searcher`)."""
 
-    algorithm: Literal["mobo", "random", "optuna-nsga2", "optuna-tpe", "optuna-gp"] = Field(
-        "mobo", description="mobo | random | optuna-nsga2 | optuna-tpe | optuna-gp")
+    algorithm: str = Field("mobo", description=" | ".join(SEARCHERS))
     seed: int = Field(0, ge=0, description="seed of the searcher")
-    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword options of the searcher")
+    options: dict[str, Any] = Field(default_factory=dict, description="the searcher's options: the fields of its "
+                                    "settings class in `search_algos.settings` (e.g. MOBOSettings)")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: str) -> str:
+        if v not in SEARCHERS:
+            raise ValueError(f"must be one of {', '.join(SEARCHERS)} (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_options(self) -> "SearchSection":
+        try:
+            parse_settings(self.algorithm, self.options)
+        except SearchError as exc:
+            raise ConfigError(f"search.options: {exc}") from None
+        return self
 
 
 class SchedulerSection(_Section):

@@ -16,7 +16,7 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
-   ``search_algos.make_search_alg``; FIFO or ASHA (resource: epochs); Tune's metric/mode is the
+   ``search_algos.tune.make_search_alg``; FIFO or ASHA (resource: epochs); Tune's metric/mode is the
    first objective (the searcher handles all of them); callbacks: :class:`hytnas.callbacks.ProgressCallback`
    and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
@@ -120,8 +120,8 @@ def device_wiring(cfg: ExperimentConfig, space: Any, num_classes: int, in_channe
 
 
 def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
-    """``search_algos.make_search_alg`` for ``cfg``; bad options name ``search.options``."""
-    from search_algos import make_search_alg
+    """``search_algos.tune.make_search_alg`` for ``cfg``; bad options name ``search.options``."""
+    from search_algos.tune import make_search_alg
 
     options = dict(cfg.search.options)
     options.setdefault("max_epochs", cfg.training.epochs)

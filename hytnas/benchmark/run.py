@@ -1,6 +1,6 @@
 """``hytnas benchmark run``: searchers x seeds on a table (or its surrogate), hypervolume curves.
 
-Every run goes through Ray Tune: the searcher (``search_algos.make_search_alg``, or ``ax``) +
+Every run goes through Ray Tune: the searcher (``search_algos.tune.make_search_alg``, ``ax`` included) +
 the lookup trainable (``--problem table``) or the surrogate trainable (``--problem surrogate``),
 one trial at a time, so "evaluations" is well defined: the ``i``-th completed trial.
 
@@ -103,14 +103,10 @@ class RunSpec:
 def make_benchmark_searcher(name: str, space: Any, objectives: Sequence[Objective], seed: int, *,
                             candidates: Sequence[Any] | None = None, options: dict[str, Any] | None = None,
                             **factory_kwargs: Any):
-    """The searcher labelled ``name`` (:data:`SEARCHERS`), one trial at a time; pool mode over
-    ``candidates`` when given; ``factory_kwargs`` (``num_classes``, ...) go to
-    :func:`search_algos.make_search_alg`."""
-    if name == "ax":
-        from hytnas.benchmark.ax_search import AxArchSearch
-
-        return AxArchSearch(space, objectives, seed=seed, candidates=candidates)
-    from search_algos import make_search_alg
+    """The searcher labelled ``name`` (:data:`SEARCHERS`) for Ray Tune, one trial at a time; pool
+    mode over ``candidates`` when given; ``factory_kwargs`` (``num_classes``, ...) go to
+    :func:`search_algos.make_searcher`."""
+    from search_algos.tune import make_search_alg
 
     name, extra = SEARCHER_VARIANTS.get(name, (name, {}))
     opts = {**(options or {}), **extra}

@@ -2,7 +2,7 @@
 
 :func:`latency_fn` turns a profile whose latency is computed from the arch (``lut``,
 ``learned``, ``analytic``) into ``fn(archs: list[Arch]) -> Tensor`` of milliseconds (float64,
-shape ``(n,)``), the form ``search_algos.make_search_alg(known_fns={"latency_ms": fn})`` takes.
+shape ``(n,)``), the form ``search_algos.make_searcher(known_fns={"latency_ms": fn})`` takes.
 A ``measured`` profile has no such function: its latency is timed inside the trial and
 reported (a *reported* objective); :func:`latency_objective` says which.
 """

@@ -113,15 +113,15 @@ def test_overrides_are_dotted_and_yaml_parsed():
     base = {"name": "x", "budget": {"num_samples": 4}, "objectives": ["val_accuracy", "params_k"]}
     out = apply_overrides(base, [
         "budget.num_samples=7", "training.lr=1e-3", "objectives=[val_accuracy, latency_ms]",
-        "search.options.n_init=3", "constraints=['macs_m <= 5']", "objectives.1=macs_m",
+        "search.options.n_initial=3", "constraints=['macs_m <= 5']", "objectives.1=macs_m",
     ])
     assert out["budget"] == {"num_samples": 7}
     assert float(out["training"]["lr"]) == 1e-3  # YAML 1.1 reads 1e-3 as text; the schema makes it a number
     assert out["objectives"] == ["val_accuracy", "macs_m"]
-    assert out["search"] == {"options": {"n_init": 3}}
+    assert out["search"] == {"options": {"n_initial": 3}}
     assert base["budget"] == {"num_samples": 4}  # the input is not modified
     cfg = parse_experiment(out)
-    assert cfg.search.options == {"n_init": 3} and cfg.get_constraints()[0].name == "macs_m"
+    assert cfg.search.options == {"n_initial": 3} and cfg.get_constraints()[0].name == "macs_m"
     assert cfg.training.lr == 1e-3
 
 
