@@ -238,7 +238,7 @@ class HardwareSection(_Section):
     device: str = Field("host-cpu", description="device profile: a shipped name (host-cpu, raspberry-pi-4, jetson-nano, stm32f746) or a profile YAML file")
     latency_threads: int = Field(1, ge=1, description="torch threads of the latency measurement")
     latency_runs: int = Field(20, ge=1, description="timed runs of the latency measurement (the median is reported)")
-    # --- device-profile wiring (hytnas.hardware.search.device_wiring)
+    # --- device-profile wiring (hytnas.devices.device_wiring)
     memory_constraints: bool = Field(True, description="add the device's memory limits as constraints "
                                      "(peak_sram_kb <= sram_kb, model_size_kb <= flash_kb)")
 

@@ -232,11 +232,3 @@ def progress_summary(trials: Iterable[tuple[str, Mapping[str, Any] | None]], obj
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def __getattr__(name: str) -> Any:  # experiments saved before the Tune callback moved to hytnas.callbacks
-    if name == "ProgressCallback":
-        from hytnas.callbacks import ProgressCallback
-
-        return ProgressCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,7 @@ from hytnas.callbacks import MlflowTracker, ProgressCallback
 from hytnas.config import ExperimentConfig, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.errors import ConfigError, DataError, SearchError
-from hytnas.hardware.search import device_wiring as wire
+from hytnas.devices import device_wiring as wire
 from hytnas.models import build_model
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, shutdown
@@ -113,7 +113,7 @@ class Plan:
 
 # ------------------------------------------------------------------------------ preflight
 def device_wiring(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
-    """The device profile's wiring (``hytnas.hardware.search.device_wiring``): objectives with a
+    """The device profile's wiring (``hytnas.devices.device_wiring``): objectives with a
     known ``latency_ms`` when the profile computes it, constraints plus the memory limits."""
     return wire(cfg.hardware.device, space, cfg.get_objectives(), cfg.get_constraints(),
                 num_classes=num_classes, in_channels=in_channels, memory=cfg.hardware.memory_constraints)

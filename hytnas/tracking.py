@@ -234,14 +234,6 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | Path], m
             client.log_metric(run_id, k, float(v))
 
 
-def __getattr__(name: str) -> Any:  # experiments saved before the Tune callback moved to hytnas.callbacks
-    if name == "MlflowTracker":
-        from hytnas.callbacks import MlflowTracker
-
-        return MlflowTracker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 

@@ -37,7 +37,7 @@ from ray import tune
 from hytnas.config import parse_experiment
 from hytnas.costs import arch_costs, measure_latency
 from hytnas.data import make_datamodule
-from hytnas.hardware.search import trial_latency_ms
+from hytnas.devices import trial_latency_ms
 from hytnas.models import build_model
 from hytnas.objectives import COST_METRICS
 from hytnas.training import TrainSettings, train_candidate

@@ -13,7 +13,7 @@ and how the latency of an arch on it is obtained (``latency.method``):
   per-operator rates; an *estimate* until ``calibrated: true``.
 
 The last three make latency a *known* objective (computed for every candidate, see
-:func:`hytnas.hardware.latency_fn`). Relative paths are resolved against the YAML file's folder.
+:func:`hytnas.devices.latency_fn`). Relative paths are resolved against the YAML file's folder.
 Memory limits become exact constraints on the cost model's ``peak_sram_kb`` and
 ``model_size_kb`` (:func:`memory_constraints`).
 """

@@ -11,7 +11,8 @@ import yaml
 
 from hytnas.config import parse_experiment
 from hytnas.costs import arch_costs
-from hytnas.hardware import ProfileSettings, get_profile, latency_fn, run_profile
+from hytnas.devices import latency_fn
+from hytnas.hardware import ProfileSettings, get_profile, run_profile
 from hytnas.space import get_space
 from hytnas.table import read_arch_table
 

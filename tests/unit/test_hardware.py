@@ -10,14 +10,13 @@ import yaml
 
 from hytnas.cli import main
 from hytnas.costs import arch_costs
+from hytnas.devices import latency_fn, latency_objective
 from hytnas.errors import HardwareError
 from hytnas.hardware import (
     LatencyTable,
     ProfileSettings,
     arch_blocks,
     get_profile,
-    latency_fn,
-    latency_objective,
     list_profiles,
     memory_constraints,
     profile_from_dict,
@@ -342,7 +341,7 @@ def test_cli_profile_bad_device(tmp_path, micro_yaml, capsys):
 
 # ------------------------------------------------------------------------------ search wiring
 def test_device_wiring_for_an_mcu():
-    from hytnas.hardware.search import device_wiring, trial_latency_ms
+    from hytnas.devices import device_wiring, trial_latency_ms
 
     space = get_space("hytnas-tiny")
     w = device_wiring("stm32f746", space, ["val_accuracy", "latency_ms"], ["macs_m <= 30"])
@@ -356,7 +355,7 @@ def test_device_wiring_for_an_mcu():
 
 
 def test_device_wiring_leaves_measured_latency_alone(micro):
-    from hytnas.hardware.search import device_wiring, trial_latency_ms
+    from hytnas.devices import device_wiring, trial_latency_ms
 
     w = device_wiring("host-cpu", micro, ["val_accuracy", "latency_ms"])
     assert not w.known_fns and w.objectives[1].source == "reported" and w.constraints == ()
