@@ -6,7 +6,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: quickstart test test-unit test-e2e data bench clean
+.PHONY: quickstart test test-unit test-e2e lint data bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,8 +32,14 @@ data:
 quickstart: $(STAMP) data
 	$(BIN)/hytnas search configs/quickstart.yaml
 
-test: $(TEST_STAMP) data
+test: $(TEST_STAMP) data lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 tests
+
+# architecture contracts (pyproject.toml [tool.importlinter]), lint and format
+lint: $(TEST_STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 
 test-unit: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e" tests

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
         res: dict = {"n_test": int(len(splits[0][1])), "models": {}, "baselines": {}}
         for m in models:
             t0 = time.perf_counter()
-            taus = [evaluate_predictor(lambda s=s: make_predictor(m, space, seed=s, **kw), archs, y, [sp])["kendall_tau"]
+            taus = [evaluate_predictor(lambda s=s, m=m: make_predictor(m, space, seed=s, **kw), archs, y, [sp])["kendall_tau"]
                     for s, sp in enumerate(splits)]
             res["models"][m] = {**_summary(taus), "seconds": round(time.perf_counter() - t0, 1)}
             print(f"[{proto}] {m}: tau {np.mean(taus):.3f}", file=sys.stderr, flush=True)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> dict:
         splits = split_indices(n, cv=args.cv, seed=0)
         res = {"n_test": n, "models": {}, "baselines": {}}
         for m in models:
-            r = evaluate_predictor(lambda: make_predictor(m, space, seed=0, **kw), archs, y, splits)
+            r = evaluate_predictor(lambda m=m: make_predictor(m, space, seed=0, **kw), archs, y, splits)
             res["models"][m] = {"mean": r["kendall_tau"], "n_train": r["n_train"]}
         for b in baselines:
             res["baselines"][b] = {"mean": float(stats.kendalltau(y, cols[b]).statistic)}

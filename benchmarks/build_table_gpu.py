@@ -442,13 +442,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 dead = [r for r in alive if not procs[r].is_alive()]
                 if dead:
                     raise SystemExit(f"build_table_gpu: worker(s) {dead} died (exit codes "
-                                     f"{[procs[r].exitcode for r in dead]}); see the output above")
+                                     f"{[procs[r].exitcode for r in dead]}); see the output above") from None
 
     ready = 0
     while ready < args.workers:
         msg = get()
         ready += msg[0] == "ready"
-    log(f"workers ready")
+    log("workers ready")
     if schedule is None:
         if wanted.epochs:
             schedule = wanted

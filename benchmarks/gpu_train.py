@@ -47,13 +47,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
+from train_throughput import pick_archs  # noqa: E402  (benchmarks/ is on the path: the archs of the CPU benchmark)
 
 from hytnas.data import get_datamodule
 from hytnas.errors import ConfigError, DataError
 from hytnas.models import ArchCfg
 from hytnas.training import HybridClassifier, TrainSettings, make_trainer
 from hytnas.utils import atomic_write_json
-from train_throughput import pick_archs  # noqa: E402  (benchmarks/ is on the path: the archs of the CPU benchmark)
 
 RESULTS = Path(__file__).parent / "results" / "gpu_train.json"
 INPUT_SIZE, NUM_CLASSES, IN_CHANNELS = 32, 10, 1

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hytnas.errors import HardwareError
 from hytnas.hardware import LatencyTable, ProfileSettings, run_profile
 from hytnas.hardware.profiler import time_archs
-from hytnas.errors import HardwareError
 from hytnas.predictors import PREDICTORS, make_predictor, prediction_metrics
 from hytnas.space import builtin_spaces, get_space
 from hytnas.table import read_arch_table

@@ -85,7 +85,7 @@ def measure(name: str, n_obs: int, repeats: int, seed: int) -> dict[str, Any]:
     s = build(name, seed)
     prefill(s, SPACE.sample(n_obs, seed=1000 + seed))
     times, cpu, parts = [], [], []
-    for i in range(repeats + 1):  # the first call fits from scratch: reported apart (a search fits warm)
+    for _ in range(repeats + 1):  # the first call fits from scratch: reported apart (a search fits warm)
         t0, c0 = time.perf_counter(), time.process_time()
         (arch,) = s.ask(1)
         times.append(time.perf_counter() - t0)
@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
           "| acquisition s | archs scored |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        f = lambda k: f"{r[k]:.2f}" if k in r else "-"  # noqa: E731
+        def f(k: str, r: dict = r) -> str:
+            return f"{r[k]:.2f}" if k in r else "-"
+
         print(f"| {r['searcher']} | {r['observations']} | {r['median_s']:.2f} | {r['p95_s']:.2f} | "
               f"{r['median_cpu_s']:.2f} | {r['p95_cpu_s']:.2f} | {r['first_call_s']:.2f} | {f('median_fit_s')} "
               f"| {f('median_candidates_s')} | {f('median_acquisition_s')} | "

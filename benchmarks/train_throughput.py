@@ -100,7 +100,7 @@ def measure(cfg: ArchCfg, dm, settings: TrainSettings, total: int, warmup: int) 
     b = settings.batch_size
     return {
         "lightning_img_s": len(lt) * b / sum(lt), "plain_img_s": len(pt) * b / sum(pt), "ratio": sum(pt) / sum(lt),
-        "paired_median": statistics.median(p / l for p, l in zip(pt, lt)),
+        "paired_median": statistics.median(p / q for p, q in zip(pt, lt)),
         "lightning_step_ms": [round(1e3 * v, 2) for v in lt], "plain_step_ms": [round(1e3 * v, 2) for v in pt],
     }
 

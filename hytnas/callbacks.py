@@ -6,11 +6,13 @@
   Tune callback.
 - :class:`Completions`: the final results of the trials in completion order (the benchmark's record).
 """
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 from ray.tune import Callback
 
@@ -53,8 +55,14 @@ class ProgressCallback(Callback):
 
     def summary(self, trials: Sequence[Any]) -> str:
         elapsed = time.monotonic() - (self._start or time.monotonic())
-        return progress_summary([(t.status, t.last_result) for t in trials], self.objectives, self.constraints,
-                                self.total, elapsed, self.max_epochs)
+        return progress_summary(
+            [(t.status, t.last_result) for t in trials],
+            self.objectives,
+            self.constraints,
+            self.total,
+            elapsed,
+            self.max_epochs,
+        )
 
     def _print(self, trials: Sequence[Any]) -> None:
         print(self.summary(trials), file=self._stream or sys.stdout, flush=True)

@@ -30,20 +30,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hytnas.errors import ConfigError, HytnasError, SearchError, SpaceError
-from hytnas.objectives import (
-    METRICS,
-    Constraint,
-    Objective,
-    get_objectives,
-    parse_constraint,
-)
+from hytnas.objectives import METRICS, Constraint, Objective, get_objectives, parse_constraint
 from hytnas.utils import read_yaml
 from search_algos.settings import SEARCHERS, parse_settings
 
@@ -106,7 +101,7 @@ class DatasetSection(_Section):
         return _abspath(v)
 
     @model_validator(mode="after")
-    def _root_needed(self) -> "DatasetSection":
+    def _root_needed(self) -> DatasetSection:
         if self.name in ("imagefolder", "vww") and self.root is None:
             raise ConfigError(f"dataset.root: the {self.name} dataset needs a data folder; set dataset.root")
         return self
@@ -177,7 +172,7 @@ class TrainSettings(_Section):
         return self.model_dump()
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainSettings":
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainSettings:
         """Settings from a mapping; unknown keys are a :class:`ConfigError` naming the key."""
         unknown = sorted(set(d) - set(cls.model_fields))
         if unknown:
@@ -201,7 +196,7 @@ class SearchSection(_Section):
         return v
 
     @model_validator(mode="after")
-    def _valid_options(self) -> "SearchSection":
+    def _valid_options(self) -> SearchSection:
         try:
             parse_settings(self.algorithm, self.options)
         except SearchError as exc:
@@ -329,7 +324,7 @@ class ExperimentConfig(_Section):
         return out
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "ExperimentConfig":
+    def _cross_checks(self) -> ExperimentConfig:
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.training.epochs:
             raise ConfigError(
                 f"scheduler.grace_period: {self.scheduler.grace_period} is more than training.epochs "

@@ -23,10 +23,12 @@ reported. :func:`trial_latency_ms` gives the device latency of one arch for a tr
 This module sits above :mod:`hytnas.hardware` (profiles, block specs, LUTs) and
 :mod:`hytnas.predictors` (the learned and LUT-based latency predictors it loads).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,11 +84,19 @@ class AnalyticLatencyModel:
 def _needs_file(profile: DeviceProfile, what: str) -> HardwareError:
     src = f" ({profile.source})" if profile.source else ""
     how = profile.how_to.strip().splitlines()[0] if profile.how_to.strip() else "See docs/hardware.md."
-    return HardwareError(f"device {profile.name}{src}: latency.path is not set; it needs {what} made on the device. {how}")
+    return HardwareError(
+        f"device {profile.name}{src}: latency.path is not set; it needs {what} made on the device. {how}"
+    )
 
 
-def latency_fn(profile: DeviceProfile | str, space: Space | str, *, input_size: int | None = None,
-               num_classes: int = 10, in_channels: int = 3) -> LatencyFn:
+def latency_fn(
+    profile: DeviceProfile | str,
+    space: Space | str,
+    *,
+    input_size: int | None = None,
+    num_classes: int = 10,
+    in_channels: int = 3,
+) -> LatencyFn:
     """``fn(archs) -> Tensor`` (ms) for a ``lut``, ``learned`` or ``analytic`` profile.
 
     ``input_size``: the resolution of the search; default the profile's, else the space's.
@@ -104,14 +114,17 @@ def latency_fn(profile: DeviceProfile | str, space: Space | str, *, input_size: 
 
     path = profile.resolve(spec.path)
     if path is None:
-        raise _needs_file(profile, "a latency table (`hytnas profile`)" if spec.method == "lut"
-                          else "a fitted predictor (`hytnas predictor fit`)")
+        raise _needs_file(
+            profile,
+            "a latency table (`hytnas profile`)"
+            if spec.method == "lut"
+            else "a fitted predictor (`hytnas predictor fit`)",
+        )
     if spec.method == "lut":
         table = LatencyTable.load(path)
         pred = LUTPredictor(space, table=table, input_size=size, num_classes=num_classes, in_channels=in_channels)
         val = (path if path.is_dir() else path.parent) / VALIDATION_FILE
         if spec.residual and val.is_file():
-
             try:
                 archs, df = read_arch_table(val, space, metrics=("latency_ms",))
             except DataError as exc:
@@ -167,8 +180,9 @@ def device_wiring(
     uses_latency = any(o.name == LATENCY for o in objs) or any(c.name == LATENCY for c in cons)
     fns: dict[str, Callable[..., Any]] = {}
     if profile.latency_is_known and uses_latency:
-        fns[LATENCY] = latency_fn(profile, space, input_size=space.input_size, num_classes=num_classes,
-                                  in_channels=in_channels)
+        fns[LATENCY] = latency_fn(
+            profile, space, input_size=space.input_size, num_classes=num_classes, in_channels=in_channels
+        )
         objs = tuple(replace(o, source="known") if o.name == LATENCY else o for o in objs)
     if memory:
         have = {(c.name, c.op, c.value) for c in cons}
@@ -176,8 +190,9 @@ def device_wiring(
     return DeviceWiring(profile=profile, objectives=objs, constraints=cons, known_fns=fns)
 
 
-def trial_latency_ms(device: str | DeviceProfile, space: Space, arch: Arch, *, num_classes: int = 10,
-                     in_channels: int = 3) -> float | None:
+def trial_latency_ms(
+    device: str | DeviceProfile, space: Space, arch: Arch, *, num_classes: int = 10, in_channels: int = 3
+) -> float | None:
     """The profile's latency of ``arch`` (ms) for a trial to report as ``latency_ms``, or ``None``
     when the profile measures latency in the trial."""
     profile = get_profile(device)

@@ -14,12 +14,14 @@ Ray-free plain functions over tensors and trial frames. Conventions:
   Every row then dominates the reference point strictly, so every evaluation can add volume and
   anytime curves start rising from the first evaluation.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,8 +65,9 @@ def feasible_mask(df: pd.DataFrame, constraints: Sequence[Constraint]) -> np.nda
     return ok
 
 
-def trials_pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective],
-                       constraints: Sequence[Constraint] = ()) -> np.ndarray:
+def trials_pareto_mask(
+    df: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
+) -> np.ndarray:
     """Pareto-optimal rows of a trial frame among the completed (``status == "done"``), feasible
     rows with finite objectives; ties are all kept."""
     mask = np.zeros(len(df), dtype=bool)
@@ -79,8 +82,9 @@ def trials_pareto_mask(df: pd.DataFrame, objectives: Sequence[Objective],
 
 
 # ------------------------------------------------------------------------------ hypervolume
-def reference_point(Y: Any, objectives: Sequence[Objective], *, scale: float = REF_SCALE,
-                    front_only: bool = False) -> torch.Tensor:
+def reference_point(
+    Y: Any, objectives: Sequence[Objective], *, scale: float = REF_SCALE, front_only: bool = False
+) -> torch.Tensor:
     """``infer_reference_point`` (maximised space) of all rows of ``Y``, or of its Pareto front
     only (``front_only``)."""
     Ym = _as_max(Y, objectives)
@@ -151,8 +155,9 @@ def hv_curve(Y: Any, objectives: Sequence[Objective], ref_point: Any) -> list[fl
     return out
 
 
-def curve_of(results: Sequence[Mapping[str, Any]], objectives: Sequence[Objective], ref_point: Any,
-             budget: int | None = None) -> list[float]:
+def curve_of(
+    results: Sequence[Mapping[str, Any]], objectives: Sequence[Objective], ref_point: Any, budget: int | None = None
+) -> list[float]:
     """HV after each evaluation of a run, from the trials' final results in completion order: a
     result counts when it is complete (:func:`hytnas.trial.is_complete`) and holds every objective;
     any other (failed, unfinished) evaluation adds nothing. With ``budget`` the curve is padded with
@@ -160,8 +165,9 @@ def curve_of(results: Sequence[Mapping[str, Any]], objectives: Sequence[Objectiv
     names = [o.name for o in objectives]
     counted = [is_complete(r) and all(n in r for n in names) for r in results]
     ys = [[float(r[n]) for n in names] for r, ok in zip(results, counted) if ok]
-    hv = iter(hv_curve(torch.tensor(ys, dtype=torch.float64).reshape(-1, len(names)), objectives, ref_point)
-              if ys else [])
+    hv = iter(
+        hv_curve(torch.tensor(ys, dtype=torch.float64).reshape(-1, len(names)), objectives, ref_point) if ys else []
+    )
     curve: list[float] = []
     last = 0.0
     for ok in counted:

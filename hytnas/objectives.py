@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 

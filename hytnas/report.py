@@ -19,8 +19,9 @@ Trial statuses (:data:`hytnas.trial.STATUSES`): ``done`` (trained to the last ep
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 

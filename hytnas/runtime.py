@@ -6,11 +6,13 @@ running cluster at ``address``; a Ray instance that is already running is used a
 that it sets (unless already set) :data:`QUIET_ENV`, which keeps Tune's console output to what
 :class:`hytnas.callbacks.ProgressCallback` prints, plus the caller's ``env``.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ray
 
@@ -31,8 +33,14 @@ def machine_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-             env: Mapping[str, str] | None = None, **kwargs: Any) -> bool:
+def init_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    env: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> bool:
     """Start local Ray (``num_cpus`` or :func:`machine_cpus`) or connect to ``address``; see the
     module docstring. ``kwargs`` go to ``ray.init``. Returns whether this call started Ray (and
     so should shut it down); a cluster that cannot be reached is a :class:`ConfigError`."""

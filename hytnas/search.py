@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 import torch
@@ -47,8 +48,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from hytnas.callbacks import MlflowTracker, ProgressCallback
 from hytnas.config import ExperimentConfig, parse_experiment
 from hytnas.data import make_datamodule
-from hytnas.errors import ConfigError, DataError, SearchError
 from hytnas.devices import device_wiring as wire
+from hytnas.errors import ConfigError, DataError, SearchError
 from hytnas.models import build_model
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, shutdown

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +67,7 @@ def read_arch_table(
                         x = math.nan
                     else:
                         raise DataError(f"table {path}: row {row}, column {col}: {raw!r} is not a number") from None
-                if math.isnan(x) and not (col in allow_nan):
+                if math.isnan(x) and col not in allow_nan:
                     raise DataError(f"table {path}: row {row}, column {col}: value is NaN (fill it or drop the row)")
                 if math.isinf(x):
                     raise DataError(f"table {path}: row {row}, column {col}: value is infinite")

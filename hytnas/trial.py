@@ -13,12 +13,14 @@ Checkpoint folder: :data:`CKPT_FILE` (the whole training state), :data:`WEIGHTS_
 model ``state_dict``, loadable with ``weights_only=True``) and :data:`STATE_FILE` (format
 ``hytnas-trial`` v1: genes, arch id, input size, classes, channels, latency, last metrics).
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -31,8 +33,16 @@ EPOCH_METRICS = ("val_accuracy", "val_loss", "train_loss")
 #: Metrics the final report adds (with ``done: True``).
 FINAL_METRICS = ("test_accuracy", "test_loss", "train_time_s")
 #: Every key a trainable reports.
-RESULT_KEYS = (*EPOCH_METRICS, "epoch", *COST_METRICS, "latency_ms", "host_latency_ms", "arch_id",
-               *FINAL_METRICS, "done")
+RESULT_KEYS = (
+    *EPOCH_METRICS,
+    "epoch",
+    *COST_METRICS,
+    "latency_ms",
+    "host_latency_ms",
+    "arch_id",
+    *FINAL_METRICS,
+    "done",
+)
 #: What :func:`trial_status` returns.
 STATUSES = ("done", "stopped", "failed", "running", "pending")
 
@@ -54,8 +64,9 @@ def is_complete(result: Mapping[str, Any] | None, max_epochs: int | None = None)
     return bool(result.get("done"))
 
 
-def trial_status(tune_status: str, last_result: Mapping[str, Any] | None, error: bool = False,
-                 max_epochs: int | None = None) -> str:
+def trial_status(
+    tune_status: str, last_result: Mapping[str, Any] | None, error: bool = False, max_epochs: int | None = None
+) -> str:
     """Map a Ray Tune trial status string (+ the trial's last result) to one of :data:`STATUSES`."""
     if error or tune_status == "ERROR":
         return "failed"
@@ -73,12 +84,21 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def new_state(space: Any, arch: Any, arch_id: str, input_size: int, num_classes: int, in_channels: int,
-              latency_ms: float) -> dict[str, Any]:
+def new_state(
+    space: Any, arch: Any, arch_id: str, input_size: int, num_classes: int, in_channels: int, latency_ms: float
+) -> dict[str, Any]:
     """The :data:`STATE_FILE` content of a trial (``metrics`` is added per checkpoint)."""
-    return {"format": STATE_FORMAT, "version": STATE_VERSION, "arch_id": arch_id, "space": space.name,
-            "genes": space.to_config(arch), "input_size": input_size, "num_classes": num_classes,
-            "in_channels": in_channels, "latency_ms": float(latency_ms)}
+    return {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "arch_id": arch_id,
+        "space": space.name,
+        "genes": space.to_config(arch),
+        "input_size": input_size,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "latency_ms": float(latency_ms),
+    }
 
 
 def write_trial_files(folder: str | Path, model: torch.nn.Module, state: Mapping[str, Any]) -> None:
@@ -105,7 +125,9 @@ def read_trial_state(checkpoint_dir: str | Path) -> dict[str, Any]:
     try:
         state = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable trial state ({type(exc).__name__}); the checkpoint is incomplete") from None
+        raise DataError(
+            f"{path}: unreadable trial state ({type(exc).__name__}); the checkpoint is incomplete"
+        ) from None
     if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise DataError(f"{path}: not a version-{STATE_VERSION} hytnas trial state")
     return state

@@ -6,6 +6,7 @@
 - :mod:`search_algos.tune`: ``TuneSearcher`` wraps any of them as a ``ray.tune.search.Searcher``
   (the only module here that imports Ray).
 """
+
 from __future__ import annotations
 
 from search_algos.base import Searcher

@@ -14,13 +14,15 @@ metric to Ax and fails on a multi-objective experiment with Ax >= 1.0):
   ``space.encode`` (as the Optuna searchers do); the Ax trial is credited with that arch's result;
 - the state is Ax's own JSON snapshot (``Client.save_to_json_file``) plus the pending trials.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hytnas.errors import SearchError
 from hytnas.space import Arch
@@ -52,11 +54,16 @@ class AxArchSearch:
         self._fixed = {g: v[0] for g, v in choices.items() if len(v) == 1}
         self.client = Client(random_seed=self.seed)
         self.client.configure_experiment(
-            parameters=[ChoiceParameterConfig(name=g, values=[float(x) for x in v], parameter_type="float",
-                                              is_ordered=True) for g, v in choices.items() if len(v) > 1],
-            name="hytnas")
+            parameters=[
+                ChoiceParameterConfig(name=g, values=[float(x) for x in v], parameter_type="float", is_ordered=True)
+                for g, v in choices.items()
+                if len(v) > 1
+            ],
+            name="hytnas",
+        )
         self.client.configure_optimization(
-            objective=", ".join(o.name if o.sense == "max" else f"-{o.name}" for o in problem.objectives))
+            objective=", ".join(o.name if o.sense == "max" else f"-{o.name}" for o in problem.objectives)
+        )
         self.client.configure_generation_strategy()
         self.pool = load_candidates(self.settings.candidates, space)
         self._pool_X = space.encode(self.pool) if self.pool is not None else None
@@ -88,8 +95,10 @@ class AxArchSearch:
             return
         p = self.problem
         known = dict(zip([o.name for o in p.known_objectives], p.known_values([arch])[0].tolist()))
-        self.client.complete_trial(index, raw_data={o.name: observed[o.name] if o.source == "reported" else known[o.name]
-                                                    for o in p.objectives})
+        self.client.complete_trial(
+            index,
+            raw_data={o.name: observed[o.name] if o.source == "reported" else known[o.name] for o in p.objectives},
+        )
 
     def tell_failed(self, arch: Arch, error: object = None) -> None:
         index = self.pending.pop(arch, None)
@@ -106,10 +115,16 @@ class AxArchSearch:
         with tempfile.TemporaryDirectory() as d:
             self.client.save_to_json_file(str(Path(d) / "ax.json"))
             snapshot = json.loads((Path(d) / "ax.json").read_text())
-        return {"format": STATE_FORMAT, "version": STATE_VERSION, "searcher": self.kind, **self.problem.signature(),
-                "seed": self.seed, "ax": snapshot,
-                "pending": [{"index": i, "genes": space.to_vector(a)} for a, i in self.pending.items()],
-                "used": [space.to_vector(a) for a in self.used]}
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "searcher": self.kind,
+            **self.problem.signature(),
+            "seed": self.seed,
+            "ax": snapshot,
+            "pending": [{"index": i, "genes": space.to_vector(a)} for a, i in self.pending.items()],
+            "used": [space.to_vector(a) for a in self.used],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         check_state(state, STATE_FORMAT, STATE_VERSION, self.kind, self.problem)

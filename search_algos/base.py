@@ -22,12 +22,14 @@ left) and may extend :meth:`_settings_state` / :meth:`_load_settings_state` and 
 Fitted models are never part of the state: they are refitted after a restore. Pickling goes
 through the same plain state for subclasses that list their fitted models in ``_TRANSIENT``.
 """
+
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -219,8 +221,10 @@ class ArchSearcher:
         check_state(state, STATE_FORMAT, STATE_VERSION, self.kind, self.problem)
         space = self.problem.space
         try:
-            self.observations = [(space.from_vector(o["genes"]), {k: float(v) for k, v in o["metrics"].items()})
-                                 for o in state["observations"]]
+            self.observations = [
+                (space.from_vector(o["genes"]), {k: float(v) for k, v in o["metrics"].items()})
+                for o in state["observations"]
+            ]
             self.pending = {space.from_vector(g): None for g in state["pending"]}
             self.failed = [space.from_vector(g) for g in state["failed"]]
             self.discarded = [space.from_vector(g) for g in state["discarded"]]

@@ -15,12 +15,14 @@ Conventions
   as used (never re-proposed) but not modelled. Errored trials are recorded as failed and never
   re-proposed.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -104,9 +106,7 @@ class KnownMetrics:
                 if todo:
                     vals = torch.as_tensor(self.fns[name](todo), dtype=torch.float64).reshape(-1)
                     if vals.numel() != len(todo):
-                        raise SearchError(
-                            f"known_fns.{name}: returned {vals.numel()} values for {len(todo)} archs"
-                        )
+                        raise SearchError(f"known_fns.{name}: returned {vals.numel()} values for {len(todo)} archs")
                     cache.update(zip(todo, vals.tolist()))
                 cols.append([cache[a] for a in archs])
             elif name in COST_METRICS:
@@ -209,9 +209,12 @@ class Problem:
 
     def signature(self) -> dict[str, Any]:
         """What a saved searcher state must match: the space and the objectives."""
-        return {"space": self.space.name, "space_id": self.space.space_id,
-                "objectives": [[o.name, o.sense, o.source] for o in self.objectives],
-                "constraints": [str(c) for c in self.constraints]}
+        return {
+            "space": self.space.name,
+            "space_id": self.space.space_id,
+            "objectives": [[o.name, o.sense, o.source] for o in self.objectives],
+            "constraints": [str(c) for c in self.constraints],
+        }
 
     def is_final(self, result: Mapping[str, Any] | None) -> bool:
         """Whether ``result`` is a trial's final, full-fidelity report (:func:`hytnas.trial.is_complete`)."""
@@ -250,8 +253,9 @@ def make_problem(
         cons = parse_constraints(constraints)
     except ConfigError as exc:
         raise SearchError(str(exc)) from None
-    known = KnownMetrics(space, input_size=input_size, num_classes=num_classes, in_channels=in_channels,
-                         known_fns=known_fns)
+    known = KnownMetrics(
+        space, input_size=input_size, num_classes=num_classes, in_channels=in_channels, known_fns=known_fns
+    )
     fixed = []
     for o in objs:
         if o.name in known.fns and o.source != "known":
@@ -266,8 +270,13 @@ def make_problem(
         raise SearchError(f"objectives: {len(objs)} objectives given; the searchers support 1 to 4")
     if max_epochs is not None and int(max_epochs) < 1:
         raise SearchError(f"max_epochs: must be >= 1, got {max_epochs}")
-    return Problem(space=space, objectives=tuple(fixed), constraints=cons, known=known,
-                   max_epochs=None if max_epochs is None else int(max_epochs))
+    return Problem(
+        space=space,
+        objectives=tuple(fixed),
+        constraints=cons,
+        known=known,
+        max_epochs=None if max_epochs is None else int(max_epochs),
+    )
 
 
 # ------------------------------------------------------------------------------ pools and tables
@@ -303,7 +312,9 @@ def read_observations(path: str | Path, problem: Problem) -> tuple[list[Arch], t
     return archs, Y
 
 
-def nearest_unused(target: Arch, pool: Sequence[Arch], pool_X: torch.Tensor, used: set[Arch], space: Space) -> Arch | None:
+def nearest_unused(
+    target: Arch, pool: Sequence[Arch], pool_X: torch.Tensor, used: set[Arch], space: Space
+) -> Arch | None:
     """The pool arch nearest to ``target`` in ``space.encode`` (Euclidean) that is not ``used``."""
     free = torch.tensor([a not in used for a in pool], dtype=torch.bool)
     if not bool(free.any()):
@@ -313,5 +324,14 @@ def nearest_unused(target: Arch, pool: Sequence[Arch], pool_X: torch.Tensor, use
     return pool[int(torch.argmin(d))]
 
 
-__all__ = ["ARCH_ID_KEY", "GENES", "KnownFn", "KnownMetrics", "Problem", "make_problem", "load_candidates",
-           "read_observations", "nearest_unused"]
+__all__ = [
+    "ARCH_ID_KEY",
+    "GENES",
+    "KnownFn",
+    "KnownMetrics",
+    "Problem",
+    "make_problem",
+    "load_candidates",
+    "read_observations",
+    "nearest_unused",
+]

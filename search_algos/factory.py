@@ -5,9 +5,11 @@ Every searcher it returns implements the ask/tell interface of :class:`search_al
 and computes known objectives (``hytnas.costs.arch_costs`` at ``(input_size or space.input_size,
 num_classes, in_channels)``, or ``known_fns``) itself, honouring known-metric constraints.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from hytnas.objectives import Constraint, Objective
 from hytnas.space import Space
@@ -42,8 +44,16 @@ def make_searcher(
         options: the searcher's settings (:mod:`search_algos.settings`), as a mapping or object.
     """
     settings = parse_settings(name, options)
-    problem = make_problem(space, objectives, constraints, num_classes=num_classes, in_channels=in_channels,
-                           input_size=input_size, known_fns=known_fns, max_epochs=settings.max_epochs)
+    problem = make_problem(
+        space,
+        objectives,
+        constraints,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_size=input_size,
+        known_fns=known_fns,
+        max_epochs=settings.max_epochs,
+    )
     if name == "random":
         from search_algos.random_search import RandomArchSearch
 

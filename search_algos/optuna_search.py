@@ -19,11 +19,13 @@
 - :meth:`state_dict` is a versioned plain dict of every Optuna trial (parameters, values, state,
   attributes); :meth:`load_state_dict` replays them into a fresh study.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import optuna
 import torch
@@ -63,8 +65,9 @@ def make_sampler(kind: str, seed: int, with_constraints: bool) -> optuna.sampler
 class OptunaArchSearch:
     """An Optuna sampler as an ask/tell searcher (see the module docstring)."""
 
-    def __init__(self, problem: Problem, settings: OptunaSettings | None = None, *, sampler: str = "tpe",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, problem: Problem, settings: OptunaSettings | None = None, *, sampler: str = "tpe", seed: int = 0
+    ) -> None:
         self.problem = problem
         self.settings = settings or OptunaSettings()
         self.sampler_kind = sampler
@@ -92,7 +95,9 @@ class OptunaArchSearch:
         directions = ["minimize" if o.sense == "min" else "maximize" for o in self.problem.objectives]
         self.study = optuna.create_study(
             sampler=make_sampler(self.sampler_kind, seed, bool(self.problem.reported_constraints)),
-            pruner=optuna.pruners.NopPruner(), directions=directions)
+            pruner=optuna.pruners.NopPruner(),
+            directions=directions,
+        )
 
     # ------------------------------------------------------------------ ask / tell
     def ask(self, n: int = 1) -> list[Arch]:
@@ -150,9 +155,14 @@ class OptunaArchSearch:
         if p.reported_constraints:
             attrs[_CONSTRAINT_ATTR] = [float(c.slack(torch.tensor(observed[c.name]))) for c in p.reported_constraints]
         if trial is None:  # evaluated elsewhere: a finished trial of its own
-            self.study.add_trial(optuna.trial.create_trial(params=self.problem.space.latent(arch),
-                                                           distributions=self.distributions, values=values,
-                                                           user_attrs=attrs))
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=self.problem.space.latent(arch),
+                    distributions=self.distributions,
+                    values=values,
+                    user_attrs=attrs,
+                )
+            )
             return
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
@@ -168,19 +178,33 @@ class OptunaArchSearch:
         if trial is not None:
             self.study.tell(trial, None, state=state)
         else:
-            self.study.add_trial(optuna.trial.create_trial(params=self.problem.space.latent(arch),
-                                                           distributions=self.distributions, state=state))
+            self.study.add_trial(
+                optuna.trial.create_trial(
+                    params=self.problem.space.latent(arch), distributions=self.distributions, state=state
+                )
+            )
 
     # ------------------------------------------------------------------ state (plain JSON)
     def state_dict(self) -> dict[str, Any]:
         space = self.problem.space
-        trials = [{"number": t.number, "state": t.state.name, "params": dict(t.params),
-                   "values": None if t.values is None else list(t.values), "user_attrs": dict(t.user_attrs),
-                   "system_attrs": dict(t.system_attrs)}
-                  for t in self.study.get_trials(deepcopy=False)]
+        trials = [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "params": dict(t.params),
+                "values": None if t.values is None else list(t.values),
+                "user_attrs": dict(t.user_attrs),
+                "system_attrs": dict(t.system_attrs),
+            }
+            for t in self.study.get_trials(deepcopy=False)
+        ]
         return {
-            "format": STATE_FORMAT, "version": STATE_VERSION, "searcher": self.kind, **self.problem.signature(),
-            "seed": self.seed, "trials": trials,
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "searcher": self.kind,
+            **self.problem.signature(),
+            "seed": self.seed,
+            "trials": trials,
             "pending": [{"number": t.number, "genes": space.to_vector(a)} for a, t in self.pending],
             "used": [space.to_vector(a) for a in self.used],
         }
@@ -194,15 +218,23 @@ class OptunaArchSearch:
             by_number = {t["number"]: t for t in state["trials"]}
             for t in state["trials"]:
                 if t["state"] != "RUNNING":
-                    self.study.add_trial(optuna.trial.create_trial(
-                        state=TrialState[t["state"]], params=t["params"], distributions=self.distributions,
-                        values=t["values"], user_attrs=t["user_attrs"], system_attrs=t["system_attrs"]))
+                    self.study.add_trial(
+                        optuna.trial.create_trial(
+                            state=TrialState[t["state"]],
+                            params=t["params"],
+                            distributions=self.distributions,
+                            values=t["values"],
+                            user_attrs=t["user_attrs"],
+                            system_attrs=t["system_attrs"],
+                        )
+                    )
             self.pending = []
             for p in state["pending"]:
                 t = by_number[p["number"]]
                 self.study.enqueue_trial(t["params"], user_attrs=t["user_attrs"], skip_if_exists=False)
-                self.pending.append((space.from_vector(p["genes"]),
-                                     self.study.ask(fixed_distributions=self.distributions)))
+                self.pending.append(
+                    (space.from_vector(p["genes"]), self.study.ask(fixed_distributions=self.distributions))
+                )
             self.used = {space.from_vector(g) for g in state["used"]}
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None

@@ -1,6 +1,7 @@
 """``random``: uniform random search over the archs of a space (the baseline every searcher is
 compared with). Unique archs only; known-metric constraints honoured by rejection; in pool mode a
 uniformly random order of the unused feasible candidates."""
+
 from __future__ import annotations
 
 from hytnas.errors import SearchError

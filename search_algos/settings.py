@@ -5,10 +5,12 @@ the experiment YAML's ``search.options`` is validated by them, and the benchmark
 Types are strict (a quoted number is an error) and unknown keys are errors; every problem is one
 :class:`~hytnas.errors.SearchError` line naming the option (:func:`parse_settings`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -127,11 +129,25 @@ def parse_settings(name: str, options: Mapping[str, Any] | SearcherSettings | No
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"] if "[" not in str(p))  # drop union-member tags
         if err["type"] == "extra_forbidden":
-            raise SearchError(f"searcher {name}: unknown option {field!r}; valid options: "
-                              f"{', '.join(sorted(cls.model_fields))}") from None
+            raise SearchError(
+                f"searcher {name}: unknown option {field!r}; valid options: {', '.join(sorted(cls.model_fields))}"
+            ) from None
         msg = err["msg"].removeprefix("Value error, ")
         raise SearchError(f"searcher {name}: option {field}: {msg} (got {err.get('input')!r})") from None
 
 
-__all__ = ["SearcherSettings", "RandomSettings", "OptunaSettings", "MOBOSettings", "SETTINGS", "SEARCHERS", "BASELINES",
-           "parse_settings", "SURROGATES", "KERNELS", "ACQUISITIONS", "REF_RULES", "OPTUNA_SAMPLERS"]
+__all__ = [
+    "SearcherSettings",
+    "RandomSettings",
+    "OptunaSettings",
+    "MOBOSettings",
+    "SETTINGS",
+    "SEARCHERS",
+    "BASELINES",
+    "parse_settings",
+    "SURROGATES",
+    "KERNELS",
+    "ACQUISITIONS",
+    "REF_RULES",
+    "OPTUNA_SAMPLERS",
+]

@@ -10,15 +10,18 @@
 - ``save`` / ``restore`` write the searcher's versioned plain state plus the trial -> arch map
   (JSON, atomic): what ``tune.Tuner.restore`` continues from.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from ray import tune
 from ray.tune.search import Searcher as RaySearcher
 
 from hytnas.errors import HytnasError, SearchError
-from hytnas.space import Arch
+from hytnas.space import Arch, Space
 from hytnas.utils import atomic_write_json
 from search_algos.base import Searcher, read_state
 from search_algos.factory import make_searcher
@@ -72,8 +75,14 @@ class TuneSearcher(RaySearcher):
         else:
             self.searcher.tell_stopped(arch)
 
-    def add_evaluated_point(self, parameters: Mapping[str, Any], value: Mapping[str, float] | Sequence[float] | float | None,
-                            error: bool = False, pruned: bool = False, intermediate_values: list[float] | None = None) -> None:
+    def add_evaluated_point(
+        self,
+        parameters: Mapping[str, Any],
+        value: Mapping[str, float] | Sequence[float] | float | None,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
         """An arch evaluated elsewhere: ``value`` a mapping metric -> value, or a sequence in the
         order of the reported metrics (:attr:`Problem.observed_names`)."""
         problem = self.searcher.problem
@@ -85,17 +94,25 @@ class TuneSearcher(RaySearcher):
         if not isinstance(value, Mapping):
             vals = list(value) if isinstance(value, Sequence) else [value]
             if len(vals) != len(problem.observed_names):
-                raise SearchError(f"add_evaluated_point: expected {len(problem.observed_names)} values "
-                                  f"({', '.join(problem.observed_names)}), got {len(vals)}")
+                raise SearchError(
+                    f"add_evaluated_point: expected {len(problem.observed_names)} values "
+                    f"({', '.join(problem.observed_names)}), got {len(vals)}"
+                )
             value = dict(zip(problem.observed_names, vals))
         self.searcher.tell(arch, value)
 
     def save(self, checkpoint_path: str | Path) -> None:
         space = self.searcher.problem.space
-        atomic_write_json(checkpoint_path, {
-            "format": STATE_FORMAT, "version": STATE_VERSION, "max_concurrent": self.max_concurrent,
-            "trials": {tid: space.to_vector(a) for tid, a in self.trials.items()},
-            "searcher": self.searcher.state_dict()})
+        atomic_write_json(
+            checkpoint_path,
+            {
+                "format": STATE_FORMAT,
+                "version": STATE_VERSION,
+                "max_concurrent": self.max_concurrent,
+                "trials": {tid: space.to_vector(a) for tid, a in self.trials.items()},
+                "searcher": self.searcher.state_dict(),
+            },
+        )
 
     def restore(self, checkpoint_path: str | Path) -> None:
         state = read_state(checkpoint_path)
@@ -107,9 +124,15 @@ class TuneSearcher(RaySearcher):
         self.max_concurrent = int(state["max_concurrent"])
 
 
+def param_space(space: Space) -> dict[str, Any]:
+    """Ray Tune ``param_space`` of ``space``: one ``tune.choice`` per latent gene (every draw is a
+    valid arch, read back by ``space.from_config``), for Tune's own search algorithms."""
+    return {g: tune.choice(list(v)) for g, v in space.latent_choices().items()}
+
+
 def make_search_alg(name: str, *, max_concurrent: int = 1, **kwargs: Any) -> TuneSearcher:
     """:func:`search_algos.make_searcher` (same keyword arguments) wrapped in :class:`TuneSearcher`."""
     return TuneSearcher(make_searcher(name, **kwargs), max_concurrent=max_concurrent)
 
 
-__all__ = ["TuneSearcher", "make_search_alg"]
+__all__ = ["TuneSearcher", "make_search_alg", "param_space"]

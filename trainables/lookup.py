@@ -19,7 +19,8 @@ Options (bound with :func:`make_lookup_trainable`):
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ray import tune
 

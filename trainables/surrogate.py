@@ -5,7 +5,8 @@ training (used through its ``space`` and ``answer``). Reports the keys of the tr
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray import tune
 

@@ -19,9 +19,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 from ray.tune import Callback
@@ -81,7 +82,7 @@ class BuildState:
                          comment=header_comment({**self.header, "fingerprint": self.fingerprint, "partial": True}))
 
     @classmethod
-    def load_or_new(cls, space: Space, path: Path, fp: str, header: dict[str, Any]) -> "BuildState":
+    def load_or_new(cls, space: Space, path: Path, fp: str, header: dict[str, Any]) -> BuildState:
         state = cls(space, path, fp, header)
         if not path.is_file():
             return state

@@ -36,19 +36,20 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from hytnas.mo import curve_of, evals_to_reach, hv_at, true_front
 from hytnas.benchmark.surrogate import Surrogate
 from hytnas.benchmark.table import BenchmarkTable
 from hytnas.callbacks import Completions
 from hytnas.errors import ConfigError
+from hytnas.mo import curve_of, evals_to_reach, hv_at, true_front
 from hytnas.objectives import Objective, get_objectives
 from hytnas.runtime import NO_TRIAL_LOGGERS, init_ray, shutdown
 from hytnas.utils import atomic_write_json, atomic_write_text

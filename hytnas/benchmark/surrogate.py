@@ -13,8 +13,9 @@ format); nothing is pickled.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from hytnas.benchmark.table import BenchmarkTable
 from hytnas.errors import DataError
@@ -40,7 +41,7 @@ class Surrogate:
 
     @classmethod
     def fit(cls, table: BenchmarkTable, metrics: Sequence[str] = MODELLED, seed: int = 0,
-            predictor: str = "rank_ensemble", predictor_options: Mapping[str, Any] | None = None) -> "Surrogate":
+            predictor: str = "rank_ensemble", predictor_options: Mapping[str, Any] | None = None) -> Surrogate:
         """Fit one ``predictor`` per metric on the whole table."""
         head = table.header
         num_classes, in_channels = int(head.get("num_classes", 10)), int(head.get("in_channels", 1))
@@ -71,7 +72,7 @@ class Surrogate:
                 "info": self.info, "predictors": {m: p.to_dict() for m, p in self.predictors.items()}}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Surrogate":
+    def from_dict(cls, d: Mapping[str, Any]) -> Surrogate:
         if d.get("format") != FORMAT or d.get("version") != VERSION:
             raise DataError(f"surrogate: not a {FORMAT} v{VERSION} dict (format {d.get('format')!r}, "
                             f"version {d.get('version')!r}); refit it from its table")

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -96,7 +97,7 @@ class BenchmarkTable:
 
     @classmethod
     def load(cls, path: str | Path, space: Space | str | None = None,
-             metrics: Sequence[str] = REQUIRED_METRICS) -> "BenchmarkTable":
+             metrics: Sequence[str] = REQUIRED_METRICS) -> BenchmarkTable:
         """Read and check ``path``: the genes must be points of ``space`` (default: the header's),
         ``metrics`` and the per-epoch columns must be finite numbers, arch ids unique."""
         path = Path(path)

@@ -10,7 +10,8 @@ Zoo models are costed in their published setting (input size, classes) unless ``
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hytnas.errors import ConfigError
 

@@ -34,8 +34,9 @@ so a trace can be compared with forward hooks.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from hytnas.errors import ConfigError
 from hytnas.models.blocks import iter_blocks, mv2_hidden_chs, patch_grid

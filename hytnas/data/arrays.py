@@ -15,7 +15,7 @@ import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch

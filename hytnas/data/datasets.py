@@ -16,9 +16,9 @@ normalises with the dataset's per-channel mean/std; grey images are repeated to 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from hytnas.errors import DataError
 
-Index = Union[int, Sequence[int], np.ndarray, torch.Tensor]
+Index = int | Sequence[int] | np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)

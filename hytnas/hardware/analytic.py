@@ -111,7 +111,7 @@ def unit_cost(spec: BlockSpec) -> UnitCost:
     return cost
 
 
-def unit_latency_estimate_ms(cost: UnitCost, rates: "AnalyticLatency") -> float:
+def unit_latency_estimate_ms(cost: UnitCost, rates: AnalyticLatency) -> float:
     """The MCU estimate of one unit, ms (see the module docstring)."""
     hz = rates.clock_mhz * 1e6
     cycles = sum(macs / rates.macs_per_cycle[c] for c, macs in cost.macs_by_class)

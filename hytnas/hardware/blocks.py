@@ -20,8 +20,8 @@ Conventions:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from typing import Iterable
 
 from torch import nn
 
@@ -94,7 +94,7 @@ class BlockSpec:
         return " ".join(parts)
 
     @classmethod
-    def from_key(cls, key: str) -> "BlockSpec":
+    def from_key(cls, key: str) -> BlockSpec:
         """Inverse of :attr:`key` (``stage`` is unknown: ``"?"``)."""
         kind, *parts = key.split()
         try:

@@ -15,11 +15,11 @@ residual correction on top.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
-
-import json
+from typing import Any
 
 from hytnas.errors import HardwareError
 from hytnas.hardware.blocks import BlockSpec, arch_blocks
@@ -56,7 +56,7 @@ class LatencyTable:
         """An entry's timing in the table's statistic (the median when the entry lacks it)."""
         return float(entry.get(f"{self.statistic}_ms", entry["median_ms"]))
 
-    def with_statistic(self, statistic: str) -> "LatencyTable":
+    def with_statistic(self, statistic: str) -> LatencyTable:
         """The same timings read with another statistic (``median`` or ``min``)."""
         if statistic not in STATISTICS:
             raise HardwareError(f"latency table: statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}")
@@ -88,7 +88,7 @@ class LatencyTable:
                 "entries": {k: dict(v) for k, v in sorted(self.entries.items())}}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str | None = None) -> "LatencyTable":
+    def from_dict(cls, d: Mapping[str, Any], source: str | None = None) -> LatencyTable:
         where = f"latency table {source}" if source else "latency table"
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise HardwareError(f"{where}: not a hytnas latency table (format {FORMAT!r} expected)")
@@ -109,7 +109,7 @@ class LatencyTable:
         atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         """From ``lut.json`` or the folder holding it."""
         path = Path(path)
         if path.is_dir():

@@ -19,8 +19,9 @@ Memory limits become exact constraints on the cost model's ``peak_sram_kb`` and
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -45,7 +46,7 @@ class MemoryLimits(_Strict):
     flash_reserved_kb: float = Field(0, ge=0, description="flash kept for code and the runtime, kB")
 
     @model_validator(mode="after")
-    def _reserve_fits(self) -> "MemoryLimits":
+    def _reserve_fits(self) -> MemoryLimits:
         if self.sram_kb is not None and self.sram_reserved_kb >= self.sram_kb:
             raise ValueError("sram_reserved_kb must be smaller than sram_kb")
         if self.flash_kb is not None and self.flash_reserved_kb >= self.flash_kb:
@@ -91,7 +92,7 @@ class AnalyticLatency(_Strict):
     calibrated: bool = Field(False, description="true once the rates were fitted to latencies measured on the board")
 
     @model_validator(mode="after")
-    def _all_rates(self) -> "AnalyticLatency":
+    def _all_rates(self) -> AnalyticLatency:
         missing = [k for k in ("conv", "dwconv", "linear", "attention") if k not in self.macs_per_cycle]
         if missing:
             raise ValueError(f"macs_per_cycle needs a rate for {', '.join(missing)}")
@@ -101,7 +102,7 @@ class AnalyticLatency(_Strict):
 
 
 LatencySpec = Annotated[
-    Union[MeasuredLatency, LutLatency, LearnedLatency, AnalyticLatency], Field(discriminator="method")
+    MeasuredLatency | LutLatency | LearnedLatency | AnalyticLatency, Field(discriminator="method")
 ]
 
 

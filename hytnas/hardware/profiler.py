@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 

@@ -16,7 +16,7 @@ Conventions (shared with ``hytnas.costs``):
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F

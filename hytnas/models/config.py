@@ -106,7 +106,7 @@ class ArchCfg:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArchCfg":
+    def from_dict(cls, d: dict[str, Any]) -> ArchCfg:
         d = dict(d)
         blocks = tuple(BlockCfg(**b) for b in d.pop("blocks"))
         return cls(blocks=blocks, **d)
@@ -117,7 +117,7 @@ class ArchCfg:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=_canon)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
-    def with_name(self, name: str) -> "ArchCfg":
+    def with_name(self, name: str) -> ArchCfg:
         return replace(self, name=name)
 
 

@@ -14,7 +14,8 @@ Each config carries its published setting and figures in ``ArchCfg.meta``: ``inp
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hytnas.errors import ConfigError
 from hytnas.models.config import ArchCfg, BlockCfg

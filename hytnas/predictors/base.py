@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -98,7 +99,7 @@ class Predictor(ABC):
     def fitted(self) -> bool:
         return self.train_y is not None
 
-    def fit(self, archs: Iterable[Arch | Mapping[str, Any]], y: Any) -> "Predictor":
+    def fit(self, archs: Iterable[Arch | Mapping[str, Any]], y: Any) -> Predictor:
         archs = [self.space.validate(a) for a in archs]
         y_t = torch.tensor(np.array(y, dtype=np.float64)).reshape(-1)
         if len(archs) != y_t.shape[0]:
@@ -161,7 +162,7 @@ class Predictor(ABC):
         return path
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Predictor":
+    def from_dict(cls, d: Mapping[str, Any]) -> Predictor:
         if not isinstance(d, Mapping) or d.get("format") != FORMAT:
             raise DataError(f"predictor: not a hytnas predictor file (format {FORMAT!r} expected)")
         if d.get("version") != VERSION:

@@ -14,7 +14,8 @@ Every arch of a space has the same groups, so the columns line up.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Literal
+from collections.abc import Iterable
+from typing import Literal
 
 import torch
 

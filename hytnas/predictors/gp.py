@@ -9,7 +9,8 @@ the fitted hyperparameters (no refit, identical predictions).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

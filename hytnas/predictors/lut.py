@@ -23,8 +23,9 @@ The table travels inside the saved predictor (one self-contained JSON file).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

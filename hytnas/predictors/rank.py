@@ -2,7 +2,8 @@
 on :func:`~hytnas.predictors.features.arch_features`."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor
 

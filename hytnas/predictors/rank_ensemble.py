@@ -22,9 +22,10 @@ Conventions:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,7 @@ class RankEnsemble:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RankEnsemble":
+    def from_dict(cls, d: Mapping[str, Any]) -> RankEnsemble:
         if d.get("format") != FORMAT:
             raise DataError(f"rank ensemble: format must be {FORMAT!r}, got {d.get('format')!r}")
         if d.get("version") != VERSION:

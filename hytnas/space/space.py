@@ -5,7 +5,8 @@ turned, in one place each, into
 
 - the 23-gene exchange vector (:meth:`Space.to_vector` / :meth:`Space.from_vector`),
 - the searcher's numeric encoding (:meth:`Space.encode`, a ``torch.Tensor`` in [0, 1]^23),
-- Ray Tune's ``param_space`` (:meth:`Space.param_space` / :meth:`Space.from_config`),
+- trial configs (:meth:`Space.to_config` / :meth:`Space.from_config`; Ray Tune's ``param_space``
+  over the latent genes is :func:`search_algos.tune.param_space`),
 - the model config (:meth:`Space.to_arch_cfg`, an :class:`~hytnas.models.config.ArchCfg`).
 
 Stage grammar (fixed; the choice lists, caps and input size are data):
@@ -20,7 +21,7 @@ Stage grammar (fixed; the choice lists, caps and input size are data):
 Channels come from a width chain (as the authors' generator does): ``u1 = c1``,
 ``u_s = u_(s-1) * m_s`` on the uncapped floats, ``c_s = min(int(u_s), cap_s)``. The canonical
 arch stores the channels; the multipliers ``m2..m5`` are a latent parametrisation used for
-sampling, mutation and Ray Tune's ``param_space``.
+sampling, mutation and Ray Tune's ``param_space`` (:meth:`Space.latent_choices`).
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ import hashlib
 import itertools
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -378,13 +380,7 @@ class Space:
         d.update(zip(CHANNEL_GENES, self._chain(c1, ms)))
         return self.validate(d)
 
-    # ---------------------------------------------------------------- Ray Tune
-    def param_space(self) -> dict[str, Any]:
-        """Ray Tune ``param_space``: one ``tune.choice`` per latent gene (every draw is valid)."""
-        from ray import tune
-
-        return {g: tune.choice(list(v)) for g, v in self.latent_choices().items()}
-
+    # ---------------------------------------------------------------- trial configs
     def from_config(self, config: Mapping[str, Any]) -> Arch:
         """The arch of a Tune trial config: either the 23 genes or the latent genes (``m2..m5``)."""
         if all(g in config for g in GENES):

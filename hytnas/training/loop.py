@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
+from hytnas.config import TrainSettings
 from hytnas.models import ArchCfg
 from hytnas.training.module import HybridClassifier
-from hytnas.config import TrainSettings
 
 log = logging.getLogger(__name__)
 

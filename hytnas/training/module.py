@@ -11,7 +11,8 @@ Checkpoints restore with ``HybridClassifier.load_from_checkpoint(path)`` or
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -19,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from hytnas.config import TrainSettings
 from hytnas.errors import ConfigError
 from hytnas.models import ArchCfg, build_model
-from hytnas.config import TrainSettings
 
 log = logging.getLogger(__name__)
 

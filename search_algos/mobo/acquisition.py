@@ -25,10 +25,11 @@ The reference point is never hard-coded: :func:`reference_point` takes ``infer_r
 values (``rule="data"``), and, for an objective that also carries a declared bound
 (``params_k <= 250`` for ``params_k: min``), the bound itself.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from botorch.acquisition import AcquisitionFunction
@@ -90,8 +91,6 @@ def declared_bounds(objectives: Sequence[Objective], constraints: Sequence[Const
     return b
 
 
-
-
 def reference_point(Y_max: Tensor, bounds_max: Tensor | None = None, rule: str = "front") -> Tensor:
     """Reference point (maximised sense) from observations ``Y_max (n, m)`` and declared bounds.
 
@@ -143,27 +142,52 @@ def build_acquisition(
     if m == 1:
         j = layout.objective_outputs[0]
         return qLogNoisyExpectedImprovement(
-            model, X_baseline, sampler=sampler, objective=GenericMCObjective(lambda Z, X=None: Z[..., j]),
-            constraints=constraints, X_pending=X_pending, prune_baseline=True, cache_root=False,
+            model,
+            X_baseline,
+            sampler=sampler,
+            objective=GenericMCObjective(lambda Z, X=None: Z[..., j]),
+            constraints=constraints,
+            X_pending=X_pending,
+            prune_baseline=True,
+            cache_root=False,
         )
     objective = IdentityMCMultiOutputObjective(outcomes=list(layout.objective_outputs))
     if name == "qlognehvi":
         return qLogNoisyExpectedHypervolumeImprovement(
-            model, ref_point=ref_point, X_baseline=X_baseline, sampler=sampler, objective=objective,
-            constraints=constraints, X_pending=X_pending, prune_baseline=True, cache_root=False,
+            model,
+            ref_point=ref_point,
+            X_baseline=X_baseline,
+            sampler=sampler,
+            objective=objective,
+            constraints=constraints,
+            X_pending=X_pending,
+            prune_baseline=True,
+            cache_root=False,
         )
     if name == "qlogehvi":
         if Y_baseline_max is None:
             raise SearchError("acquisition qlogehvi: needs the observed objective values")
         partitioning = FastNondominatedPartitioning(ref_point=ref_point, Y=Y_baseline_max)
         return qLogExpectedHypervolumeImprovement(
-            model, ref_point=ref_point, partitioning=partitioning, sampler=sampler, objective=objective,
-            constraints=constraints, X_pending=X_pending,
+            model,
+            ref_point=ref_point,
+            partitioning=partitioning,
+            sampler=sampler,
+            objective=objective,
+            constraints=constraints,
+            X_pending=X_pending,
         )
     weights = sample_simplex(m, seed=int(seed), dtype=torch.float64).squeeze(0)
     return qLogNParEGO(
-        model, X_baseline=X_baseline, scalarization_weights=weights, sampler=sampler, objective=objective,
-        constraints=constraints, X_pending=X_pending, prune_baseline=True, cache_root=False,
+        model,
+        X_baseline=X_baseline,
+        scalarization_weights=weights,
+        sampler=sampler,
+        objective=objective,
+        constraints=constraints,
+        X_pending=X_pending,
+        prune_baseline=True,
+        cache_root=False,
     )
 
 
@@ -172,5 +196,5 @@ def evaluate(acqf: AcquisitionFunction, X: Tensor, chunk: int = 1024) -> Tensor:
     """Acquisition values ``(n,)`` of ``n`` single candidates ``X (n, d)`` (q = 1), in chunks."""
     if X.shape[0] == 0:
         return torch.empty(0, dtype=torch.float64)
-    out = [acqf(X[i:i + chunk].unsqueeze(-2)) for i in range(0, X.shape[0], chunk)]
+    out = [acqf(X[i : i + chunk].unsqueeze(-2)) for i in range(0, X.shape[0], chunk)]
     return torch.cat(out).reshape(-1)

@@ -8,11 +8,12 @@ is in the maximised sense (:func:`hytnas.objectives.to_maximize`); archs are
 passed in (BoTorch's draws from torch's global generator happen inside
 ``torch.random.fork_rng`` with a seed, leaving the caller's generator state untouched).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import gpytorch
 import numpy as np
@@ -20,8 +21,7 @@ import torch
 from botorch.acquisition import AcquisitionFunction
 from botorch.generation.gen import gen_candidates_scipy
 from botorch.models.deterministic import GenericDeterministicModel
-from botorch.models.model import Model
-from botorch.models.model import ModelList
+from botorch.models.model import Model, ModelList
 from botorch.utils.multi_objective.pareto import is_non_dominated
 from torch import Tensor
 
@@ -126,7 +126,9 @@ def generate_candidates(
     out: dict[Arch, None] = {}
     n_random = min(n_random, space.cardinality())
     if n_random > 0:
-        out.update(dict.fromkeys(space.sample(n_random, seed=int(rng.integers(2**31 - 1)), method="uniform", unique=False)))
+        out.update(
+            dict.fromkeys(space.sample(n_random, seed=int(rng.integers(2**31 - 1)), method="uniform", unique=False))
+        )
     if anchors:
         for i in range(n_mutations):
             a = anchors[i % len(anchors)]
@@ -137,8 +139,9 @@ def generate_candidates(
     return list(out)
 
 
-def pareto_anchors(archs: Sequence[Arch], Y_max: Tensor, feasible: Tensor | None, max_anchors: int,
-                   rng: np.random.Generator) -> list[Arch]:
+def pareto_anchors(
+    archs: Sequence[Arch], Y_max: Tensor, feasible: Tensor | None, max_anchors: int, rng: np.random.Generator
+) -> list[Arch]:
     """The observed Pareto set (feasible observations first), at most ``max_anchors`` of it."""
     if not archs:
         return []
@@ -236,7 +239,7 @@ def relax_continuous(acqf: AcquisitionFunction, X0: Tensor, *, iters: int) -> Te
     if grad is None:  # not differentiable in X (the rank ensemble's predictors, a categorical kernel)
         return X0
     Xc, _ = gen_candidates_scipy(
-        X0.unsqueeze(-2).clone(), acqf, lower_bounds=0.0, upper_bounds=1.0, options={"maxiter": int(iters)},
+        X0.unsqueeze(-2).clone(), acqf, lower_bounds=0.0, upper_bounds=1.0, options={"maxiter": int(iters)}
     )
     return Xc.squeeze(-2).detach()
 
@@ -276,16 +279,23 @@ def propose(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
             acqf = build_acquisition(
-                acquisition, model, layout=layout, X_baseline=X_baseline, ref_point=ref_point,
-                Y_baseline_max=Y_baseline_max, X_pending=pending, mc_samples=mc_samples, seed=seed + i,
+                acquisition,
+                model,
+                layout=layout,
+                X_baseline=X_baseline,
+                ref_point=ref_point,
+                Y_baseline_max=Y_baseline_max,
+                X_pending=pending,
+                mc_samples=mc_samples,
+                seed=seed + i,
             )
 
-            def score(archs: Sequence[Arch]) -> Tensor:
+            def score(archs: Sequence[Arch], acqf: AcquisitionFunction = acqf) -> Tensor:
                 register(archs)
                 with gpytorch.settings.fast_pred_var(X_baseline.shape[0] >= settings.fast_pred_var_from):
                     return evaluate(acqf, encode(archs), chunk=settings.chunk)
 
-            def relax(starts: list[Arch]) -> list[Arch]:
+            def relax(starts: list[Arch], acqf: AcquisitionFunction = acqf) -> list[Arch]:
                 with gpytorch.settings.fast_pred_var(X_baseline.shape[0] >= settings.fast_pred_var_from):
                     Xc = relax_continuous(acqf, encode(starts), iters=settings.relax_iters)
                 return [a for a in admissible(snap(Xc)) if a not in picks]
@@ -294,8 +304,11 @@ def propose(
             if not cands:
                 break
             best, value, n = optimize_discrete(
-                score, cands, lambda a: [b for b in moves(a) if b not in picks],
-                starts=settings.local_search_starts, steps=settings.local_search_steps,
+                score,
+                cands,
+                lambda a: [b for b in moves(a) if b not in picks],
+                starts=settings.local_search_starts,
+                steps=settings.local_search_steps,
                 anchors=list(anchors)[: settings.local_search_anchors],
                 relax=relax if snap is not None and admissible is not None else None,
                 relax_starts=settings.relax_starts,

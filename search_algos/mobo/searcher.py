@@ -17,11 +17,13 @@ Default ``n_initial`` is ``min(10, d + 1)`` with ``d`` the number of latent gene
 choice: with the dimension-scaled lengthscale prior the GP is usable with fewer points than
 dimensions, and model-guided points beat space-filling ones early (docs/searcher.md).
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -56,10 +58,14 @@ class MOBOSearcher(ArchSearcher):
         self.batch_size = settings.batch_size
         self.mc_samples = settings.mc_samples
         self.surrogate_options = dict(settings.surrogate_options)
-        self.search = SearchSettings(n_random=settings.num_random, n_mutations=settings.num_mutations,
-                                     local_search_starts=settings.local_search_starts,
-                                     local_search_steps=settings.local_search_steps,
-                                     relax_starts=settings.relax_starts, relax_iters=settings.relax_iters)
+        self.search = SearchSettings(
+            n_random=settings.num_random,
+            n_mutations=settings.num_mutations,
+            local_search_starts=settings.local_search_starts,
+            local_search_steps=settings.local_search_steps,
+            relax_starts=settings.relax_starts,
+            relax_iters=settings.relax_iters,
+        )
         ref = settings.ref_point
         self.ref_rule = ref if isinstance(ref, str) else "front"
         self.ref_point = self._check_ref_point(ref)
@@ -196,8 +202,9 @@ class MOBOSearcher(ArchSearcher):
         surrogate = None
         if Ytrain.shape[-1]:
             refit = not (self._warm and self._warm_n == n)  # after a restore on the same data: rebuild only
-            surrogate, warm = fit_surrogate(self.surrogate, X, Ytrain, warm=self._warm, seed=self.seed + n,
-                                            refit=refit, **self.surrogate_options)
+            surrogate, warm = fit_surrogate(
+                self.surrogate, X, Ytrain, warm=self._warm, seed=self.seed + n, refit=refit, **self.surrogate_options
+            )
             self._warm, self._warm_n = (warm or None), n
         if self._table is None and p.known_objectives:
             self._table = RowTable(X.shape[-1], len(p.known_objectives))
@@ -224,8 +231,9 @@ class MOBOSearcher(ArchSearcher):
         feas = None
         if p.reported_constraints:
             r = len(p.reported_objectives)
-            feas = torch.tensor([all(c.ok(float(y[r + i])) for i, c in enumerate(p.reported_constraints))
-                                 for y in Y], dtype=torch.bool)
+            feas = torch.tensor(
+                [all(c.ok(float(y[r + i])) for i, c in enumerate(p.reported_constraints)) for y in Y], dtype=torch.bool
+            )
         if len(p.objectives) < 2 or self.acquisition not in HV_ACQUISITIONS:
             ref = None  # single objective (qLogNEI) or ParEGO: no hypervolume, no reference point
         elif self.ref_point is not None:
@@ -238,9 +246,11 @@ class MOBOSearcher(ArchSearcher):
         if self.pool is not None:
             cands = self._pool_left()
         else:
-            cands = self._unused_feasible(generate_candidates(
-                space, self.rng, anchors=anchors, n_random=self.search.n_random,
-                n_mutations=self.search.n_mutations))
+            cands = self._unused_feasible(
+                generate_candidates(
+                    space, self.rng, anchors=anchors, n_random=self.search.n_random, n_mutations=self.search.n_mutations
+                )
+            )
         if not cands:
             cands = self._random_feasible(64)
             if not cands:
@@ -258,19 +268,35 @@ class MOBOSearcher(ArchSearcher):
         self._register(archs + pending)
         t2 = time.perf_counter()
         picks, info = propose(
-            encode=p.encode, model=self._model, layout=self._layout(), acquisition=self.acquisition,
-            X_baseline=p.encode(archs), Y_baseline_max=Ymax if feas is None else Ymax[feas], ref_point=ref,
-            candidates=cands, moves=moves, register=self._register,
-            X_pending=p.encode(pending) if pending else None, anchors=anchors, q=q, seed=self._draw_seed(),
-            settings=self.search, mc_samples=self.mc_samples,
+            encode=p.encode,
+            model=self._model,
+            layout=self._layout(),
+            acquisition=self.acquisition,
+            X_baseline=p.encode(archs),
+            Y_baseline_max=Ymax if feas is None else Ymax[feas],
+            ref_point=ref,
+            candidates=cands,
+            moves=moves,
+            register=self._register,
+            X_pending=p.encode(pending) if pending else None,
+            anchors=anchors,
+            q=q,
+            seed=self._draw_seed(),
+            settings=self.search,
+            mc_samples=self.mc_samples,
             # relaxation needs a surrogate to differentiate (known objectives are piecewise
             # constant), and pool mode scores the whole pool anyway
             snap=space.nearest if self.pool is None and self._model_has_surrogate() else None,
             admissible=self._unused_feasible,
         )
         t3 = time.perf_counter()
-        self.last_timings = {"fit_s": t1 - t0, "candidates_s": t2 - t1, "acquisition_s": t3 - t2,
-                             "n_candidates": float(len(cands)), "n_scored": info["n_scored"]}
+        self.last_timings = {
+            "fit_s": t1 - t0,
+            "candidates_s": t2 - t1,
+            "acquisition_s": t3 - t2,
+            "n_candidates": float(len(cands)),
+            "n_scored": info["n_scored"],
+        }
         return picks
 
     # ------------------------------------------------------------------ state

@@ -20,9 +20,11 @@
 Every fit is deterministic given ``seed`` (``torch.random.fork_rng`` isolates what GPyTorch draws
 from the global generator, so the caller's generator state is untouched).
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from botorch.fit import fit_gpytorch_mll
@@ -60,8 +62,9 @@ def _gp(X: Tensor, Y: Tensor, kernel: str = "matern") -> SingleTaskGP:
         covar = ScaleKernel(CategoricalKernel(ard_num_dims=d, batch_shape=batch), batch_shape=batch)
     else:
         raise SearchError(f"surrogate gp kernel {kernel!r}: unknown; use one of {', '.join(KERNELS)}")
-    return SingleTaskGP(X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds),
-                        outcome_transform=Standardize(m))
+    return SingleTaskGP(
+        X, Y, covar_module=covar, input_transform=Normalize(d, bounds=bounds), outcome_transform=Standardize(m)
+    )
 
 
 def _load_hypers(model: SingleTaskGP, hypers: Mapping[str, Any]) -> bool:
@@ -143,8 +146,14 @@ class MeanStdModel(Model):
     def batch_shape(self) -> torch.Size:
         return torch.Size()
 
-    def posterior(self, X: Tensor, output_indices: list[int] | None = None, observation_noise: bool = False,
-                  posterior_transform: Any = None, **kwargs: Any) -> GPyTorchPosterior:
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool = False,
+        posterior_transform: Any = None,
+        **kwargs: Any,
+    ) -> GPyTorchPosterior:
         idx = list(range(self._num_outputs)) if output_indices is None else list(output_indices)
         batch, q, d = X.shape[:-2], X.shape[-2], X.shape[-1]
         flat = X.reshape(-1, d)
@@ -162,13 +171,7 @@ class MeanStdModel(Model):
 
 
 def fit_rank_ensemble_model(
-    X: Tensor,
-    Y: Tensor,
-    *,
-    warm: Mapping[str, Any] | None = None,
-    seed: int = 0,
-    refit: bool = True,
-    **options: Any,
+    X: Tensor, Y: Tensor, *, warm: Mapping[str, Any] | None = None, seed: int = 0, refit: bool = True, **options: Any
 ) -> tuple[Model, dict[str, Any]]:
     """One :func:`hytnas.predictors.fit_rank_ensemble` per output of ``Y``; no warm state (the
     fit is deterministic given ``seed``)."""
@@ -200,4 +203,3 @@ def fit_surrogate(name: str, X: Tensor, Y: Tensor, **kwargs: Any) -> tuple[Model
     if not bool(torch.isfinite(Y).all()):
         raise SearchError(f"surrogate {name}: observations hold NaN or infinite values")
     return SURROGATES[name](X, Y, **kwargs)
-

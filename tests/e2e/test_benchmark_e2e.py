@@ -4,7 +4,6 @@ resume it, then replay searchers on it and check the exact true-front hypervolum
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

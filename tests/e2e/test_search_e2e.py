@@ -141,7 +141,6 @@ class InterruptMidTrial(Callback):
 
 
 def test_interrupted_search_resumes_without_losing_or_repeating_work(tmp_path, fmnist_tiny, ray_local, capsys):
-    from mlflow import MlflowClient
 
     from hytnas.search import run_search
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_benchmark_table import data_start, make_table, rewrite  # same folder (pytest prepends it to sys.path)
 
 from hytnas.benchmark.run import RunSpec, TimedSearcher, format_summary, summarize
 from hytnas.cli import main
 from hytnas.errors import ConfigError
 from hytnas.mo import curve_of, true_front
 from hytnas.objectives import get_objectives
-from test_benchmark_table import data_start, make_table, rewrite  # same folder (pytest prepends it to sys.path)
 
 OBJS = get_objectives(["val_accuracy", "latency_ms"])
 

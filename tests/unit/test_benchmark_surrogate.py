@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from scipy.stats import spearmanr
+from test_benchmark_table import SPACE, make_table  # same folder (pytest prepends it to sys.path)
 
 from hytnas.benchmark.surrogate import COST_KEYS, Surrogate
 from hytnas.benchmark.table import BenchmarkTable
 from hytnas.costs import arch_costs
 from hytnas.errors import DataError
-from test_benchmark_table import SPACE, make_table  # same folder (pytest prepends it to sys.path)
 
 FAST = {"n_members": 2, "epochs": 60, "hidden": [16]}
 

@@ -46,7 +46,7 @@ def rewrite(src: Path, dst: Path, edit) -> Path:
 
 
 def data_start(lines: list[str]) -> int:
-    return next(i for i, l in enumerate(lines) if not l.startswith("#"))
+    return next(i for i, line in enumerate(lines) if not line.startswith("#"))
 
 
 @pytest.fixture()
@@ -73,7 +73,7 @@ def test_missing_gene_column_names_it(table_file, tmp_path):
         k = data_start(lines)
         cols = lines[k].split(",")
         j = cols.index("c3")
-        return lines[:k] + [",".join(x for i, x in enumerate(l.split(",")) if i != j) for l in lines[k:]]
+        return lines[:k] + [",".join(x for i, x in enumerate(line.split(",")) if i != j) for line in lines[k:]]
 
     bad = rewrite(table_file, tmp_path / "bad.csv", drop_c3)
     with pytest.raises(DataError, match=r"missing gene column 'c3'") as e:

@@ -13,13 +13,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 import hytnas.data.arrays as arrays
-from hytnas.data import (
-    DATASETS,
-    BatchTransform,
-    get_datamodule,
-    read_idx,
-    split_indices,
-)
+from hytnas.data import DATASETS, BatchTransform, get_datamodule, read_idx, split_indices
 from hytnas.data.arrays import write_idx
 from hytnas.data.base import SeededBatchSampler, batch_loader
 from hytnas.data.datasets import TensorImageDataset, random_crop_flip

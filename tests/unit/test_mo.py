@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from hytnas.mo import evals_to_reach, hv_at, hv_curve, hypervolume, pareto_mask, true_front
 from hytnas.errors import SearchError
+from hytnas.mo import evals_to_reach, hv_at, hv_curve, hypervolume, pareto_mask, true_front
 from hytnas.objectives import get_objectives, to_maximize
 
 PAIRS = [("val_accuracy", "latency_ms"), ("val_accuracy", "params_k"), ("latency_ms", "params_k"),

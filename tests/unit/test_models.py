@@ -9,14 +9,7 @@ from torch import nn
 
 from hytnas.errors import ConfigError
 from hytnas.models import BLOCKS, ArchCfg, BlockCfg, build_model
-from hytnas.models.blocks import (
-    InvertedResidual,
-    MobileViTBlock,
-    fold_patches,
-    make_act,
-    patch_grid,
-    unfold_patches,
-)
+from hytnas.models.blocks import InvertedResidual, MobileViTBlock, fold_patches, make_act, patch_grid, unfold_patches
 from hytnas.models.config import ACTIVATIONS
 from hytnas.space import get_space
 

@@ -11,8 +11,8 @@ from scipy import stats
 
 from hytnas.cli import main
 from hytnas.costs import arch_costs
-from hytnas.errors import DataError
 from hytnas.devices import latency_fn
+from hytnas.errors import DataError
 from hytnas.hardware import LatencyTable, profile_from_dict
 from hytnas.hardware.analytic import unit_cost
 from hytnas.hardware.blocks import archs_block_specs

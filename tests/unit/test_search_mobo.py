@@ -18,13 +18,7 @@ from hytnas.table import write_arch_table
 from search_algos import make_searcher
 from search_algos.common import make_problem
 from search_algos.mobo import core
-from search_algos.mobo.acquisition import (
-    OutcomeLayout,
-    build_acquisition,
-    declared_bounds,
-    evaluate,
-    reference_point,
-)
+from search_algos.mobo.acquisition import OutcomeLayout, build_acquisition, declared_bounds, evaluate, reference_point
 from search_algos.mobo.core import RowTable, SearchSettings, make_model
 from search_algos.mobo.searcher import MOBOSearcher
 from search_algos.mobo.surrogates import MeanStdModel, fit_gp, fit_surrogate
@@ -83,7 +77,7 @@ def test_known_objectives_enter_as_exact_deterministic_model():
     """With only known objectives, qLogNEHVI is the log of the exact HV improvement."""
     f1 = lambda archs: SPACE.encode(archs)[:, :12].mean(-1)  # noqa: E731
     f2 = lambda archs: SPACE.encode(archs)[:, :6].mean(-1) + 0.5 * SPACE.encode(archs)[:, 12:].mean(-1)  # noqa: E731
-    p = make_problem(SPACE, [{"name": "f1", "sense": "max", "source": "known"},
+    make_problem(SPACE, [{"name": "f1", "sense": "max", "source": "known"},
                              {"name": "f2", "sense": "min", "source": "known"}], known_fns={"f1": f1, "f2": f2})
     base = SPACE.sample(12, seed=3)
     cands = SPACE.sample(60, seed=4)

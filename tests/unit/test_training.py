@@ -14,14 +14,7 @@ import torch.nn.functional as F
 from hytnas.data.arrays import ArrayDataModule
 from hytnas.errors import ConfigError
 from hytnas.models import ArchCfg, BlockCfg
-from hytnas.training import (
-    OPTIMIZERS,
-    PRECISIONS,
-    HybridClassifier,
-    TrainSettings,
-    make_trainer,
-    train_candidate,
-)
+from hytnas.training import OPTIMIZERS, HybridClassifier, TrainSettings, make_trainer, train_candidate
 
 #: stem, one MV2 block and one MobileViT block: builds in milliseconds, trains in ~1 s per epoch
 TINY = ArchCfg(
