@@ -286,13 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or DEFAULT_OUT / args.problem
     problem = dtlz2_problem() if args.problem == "dtlz2" else table_problem(args.table, args.objectives.split(","))
     if not args.report:
-        import ray
+        from hytnas.runtime import NO_TRIAL_LOGGERS, init_ray, shutdown
 
         names = [s.strip() for s in args.searchers.split(",") if s.strip()]
         bad = [s for s in names if s not in SEARCHERS]
         if bad:
             ap.error(f"--searchers: unknown {bad[0]!r}; use any of {', '.join(SEARCHERS)}")
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started = init_ray(num_cpus=1, env=NO_TRIAL_LOGGERS, configure_logging=False)
         for name in names:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 path = out / "runs" / f"{name}-seed{seed}.json"
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = run["suggest_s"]
                 print(f"{name} seed {seed}: {len(run['Y'])} evaluations in {run['wall_s']:.0f} s, "
                       f"median suggest {statistics.median(t) if t else float('nan'):.3f} s", flush=True)
-        ray.shutdown()
+        shutdown(started)
     report(out, problem)
     return 0
 
