@@ -276,7 +276,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
             callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), *callbacks],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # every epoch checkpoint is kept: Tune's last experiment snapshot may name an older one than the
+            # newest (num_to_keep deletes it, and a resume after a killed driver then cannot restore the trial)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=max_failures(cfg)), verbose=0, log_to_file=True,
         ),
     )
