@@ -130,16 +130,21 @@ def write_report(
     objectives: Sequence[Objective],
     *,
     comment: str | None = None,
+    plot: bool = True,
 ) -> dict[str, Path]:
-    """``trials.csv`` (all trials), ``pareto.csv`` (the front, best first) and ``pareto.png``."""
+    """``trials.csv`` (all trials), ``pareto.csv`` (the front, best first), each written
+    atomically, and ``pareto.png`` (unless ``plot`` is false: then no ``plot`` key)."""
     storage = Path(storage)
     paths = {"trials": storage / "trials.csv", "pareto": storage / "pareto.csv", "plot": storage / "pareto.png"}
+    if not plot:
+        del paths["plot"]
     rows = df.drop(columns=[c for c in df.columns if c in GENES]).to_dict("records")
     write_arch_table(paths["trials"], space, archs, rows, comment=comment)
     front = sort_front(df[df["pareto"]], objectives)
     write_arch_table(paths["pareto"], space, [archs[i] for i in front.index],
                      front.to_dict("records"), comment=comment)
-    plot_front(df, objectives, paths["plot"])
+    if plot:
+        plot_front(df, objectives, paths["plot"])
     return paths
 
 

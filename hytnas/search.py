@@ -21,14 +21,21 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
    kept, unfinished ones continue from their last epoch checkpoint, and the searcher continues
-   from its saved state (``Searcher.save``/``restore``), so no trial is lost or repeated.
+   from the fresher of its Tune snapshot and its write-ahead record ``searcher.json``
+   (:mod:`search_algos.tune`), so no trial is lost or repeated even after the driver was killed:
+   a trial that started after Tune's last snapshot is retried with the same arch and continues
+   its MLflow child run (:mod:`hytnas.tracking`). A failed trial is retried from its last
+   checkpoint ``failure.max_failures`` times (default :data:`DEFAULT_MAX_FAILURES`), e.g. after its
+   worker process died. ``trials.csv`` and ``pareto.csv`` are rewritten atomically each time a trial
+   finishes (:class:`hytnas.callbacks.LiveReport`; ``hytnas status`` reads them).
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
    experiment folder, the same files as artifacts of the MLflow parent run, and the Pareto table
    with the ``mlflow ui`` command printed.
 
 Experiment folder layout (``cfg.storage_dir``): ``experiment.yaml`` (the effective config, written
-once), ``tune/`` (Tune's state, trial folders and checkpoints), ``mlflow.db`` + ``mlartifacts/``
-+ ``tracking.json`` (tracking), ``trials.csv``, ``pareto.csv``, ``pareto.png``.
+once), ``tune/`` (Tune's state, trial folders and checkpoints), ``searcher.json`` (the searcher's
+write-ahead record), ``mlflow.db`` + ``mlartifacts/`` + ``tracking.json`` (tracking),
+``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` (at the end).
 """
 from __future__ import annotations
 
@@ -45,7 +52,7 @@ import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from hytnas.callbacks import MlflowTracker, ProgressCallback
+from hytnas.callbacks import LiveReport, MlflowTracker, ProgressCallback, SearchRecords
 from hytnas.config import ExperimentConfig, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
@@ -61,6 +68,8 @@ from trainables.train import train_arch
 
 TUNE_DIR = "tune"
 CONFIG_FILE = "experiment.yaml"
+#: Tune's retries of a failed trial when the config does not say (``failure.max_failures``).
+DEFAULT_MAX_FAILURES = 1
 
 
 class SearchFailed(SearchError):
@@ -120,9 +129,10 @@ def device_wiring(cfg: ExperimentConfig, space: Any, num_classes: int, in_channe
                 num_classes=num_classes, in_channels=in_channels, memory=cfg.hardware.memory_constraints)
 
 
-def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int):
-    """``search_algos.tune.make_search_alg`` for ``cfg``; bad options name ``search.options``."""
-    from search_algos.tune import make_search_alg
+def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channels: int, *, record: bool = False):
+    """``search_algos.tune.make_search_alg`` for ``cfg``; bad options name ``search.options``.
+    ``record``: with its write-ahead record ``<storage>/searcher.json`` (:data:`RECORD_FILE`)."""
+    from search_algos.tune import RECORD_FILE, make_search_alg
 
     options = dict(cfg.search.options)
     options.setdefault("max_epochs", cfg.training.epochs)
@@ -132,6 +142,7 @@ def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channe
             cfg.search.algorithm, space=space, objectives=hw.objectives, constraints=hw.constraints,
             seed=cfg.search.seed, max_concurrent=cfg.budget.max_concurrent_trials, num_classes=num_classes,
             in_channels=in_channels, input_size=space.input_size, known_fns=hw.known_fns, options=options,
+            state_path=cfg.storage_dir / RECORD_FILE if record else None,
         )
     except SearchError as exc:
         raise ConfigError(f"search.options: {exc}") from None
@@ -199,16 +210,35 @@ def make_scheduler(cfg: ExperimentConfig):
     return FIFOScheduler()
 
 
-def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, plan: Plan | None = None) -> list[Any]:
-    """Progress lines (unless ``quiet``) and the MLflow tracker (when enabled)."""
+def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, plan: Plan | None = None,
+                   searcher: Any = None) -> list[Any]:
+    """Progress lines (unless ``quiet``), the MLflow tracker (when enabled), the live trial tables
+    and, for a searcher with a write-ahead record, its reconciliation (:class:`SearchRecords`)."""
     out: list[Any] = []
+    if searcher is not None and hasattr(searcher, "reconcile"):
+        out.append(SearchRecords(searcher))
     if not quiet:
         constraints = plan.constraints if plan is not None else cfg.get_constraints()
         out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples,
                                     max_epochs=cfg.training.epochs))
     if cfg.mlflow.enabled:
         out.append(MlflowTracker(cfg.tracking_uri, cfg.mlflow_experiment, cfg.storage_dir, cfg.to_plain(), space))
+    objectives = cfg.get_objectives()
+    out.append(LiveReport(cfg.storage_dir, space, objectives, plan.constraints if plan is not None else cfg.get_constraints(),
+                          max_epochs=cfg.training.epochs, comment=report_comment(cfg)))
     return out
+
+
+def report_comment(cfg: ExperimentConfig) -> str:
+    """The comment line of ``trials.csv`` / ``pareto.csv``."""
+    return f"hytnas search {cfg.name}; objectives {', '.join(o.name for o in cfg.get_objectives())}"
+
+
+def max_failures(cfg: ExperimentConfig) -> int:
+    """Tune's retries of a failed trial (from its last checkpoint): ``failure.max_failures`` when the
+    config has it, else :data:`DEFAULT_MAX_FAILURES` (a worker killed mid-trial is retried)."""
+    value = getattr(getattr(cfg, "failure", None), "max_failures", None)
+    return DEFAULT_MAX_FAILURES if value is None else int(value)
 
 
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | None = None,
@@ -234,7 +264,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         return tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_errored=True)
     first = cfg.get_objectives()[0]
     searcher = search_alg if search_alg is not None else make_searcher(cfg, plan.space, plan.num_classes,
-                                                                        plan.in_channels)
+                                                                        plan.in_channels, record=True)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -245,9 +275,11 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
-            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan), *callbacks],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0), verbose=0, log_to_file=True,
+            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), *callbacks],
+            # every epoch checkpoint is kept: Tune's last experiment snapshot may name an older one than the
+            # newest (num_to_keep deletes it, and a resume after a killed driver then cannot restore the trial)
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            failure_config=tune.FailureConfig(max_failures=max_failures(cfg)), verbose=0, log_to_file=True,
         ),
     )
 
@@ -313,8 +345,7 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
                             "config": r.config, "metrics": metrics, "checkpoint": ckpt})
     objectives, constraints = cfg.get_objectives(), plan.constraints
     archs, df = trials_frame(records, plan.space, objectives, constraints)
-    comment = f"hytnas search {cfg.name}; objectives {', '.join(o.name for o in objectives)}"
-    files = write_report(storage, plan.space, archs, df, objectives, comment=comment)
+    files = write_report(storage, plan.space, archs, df, objectives, comment=report_comment(cfg))
     finished = grid.num_terminated + grid.num_errors
     over_time = cfg.budget.time_budget_s is not None and wall_s >= cfg.budget.time_budget_s
     # Tune returns normally after Ctrl-C (SIGINT) or SIGUSR1: unfinished trials or fewer trials than

@@ -15,7 +15,18 @@ calling process:
 
 Resuming never duplicates runs: the parent run id lives in ``<storage>/tracking.json`` (a
 versioned plain dict written atomically), and a trial's child run is found again by its
-``ray_trial_id`` tag under that parent. The default store is ``sqlite:///<storage>/mlflow.db``
+``ray_trial_id`` tag under that parent.
+
+After a crash (a killed driver): a trial that started after Ray Tune's last experiment snapshot
+is unknown to the resumed experiment, but its child run exists (RUNNING, no final result). The
+searcher's write-ahead record (:mod:`search_algos.tune`) hands its arch out again to a new trial;
+that trial **continues the orphan run** (:meth:`MlflowLogger.orphan_run`: same ``hytnas.arch_id``,
+no ``hytnas.status``, a ``ray_trial_id`` Tune does not know): ``ray_trial_id`` is updated and the
+lost id is kept in ``hytnas.retried_trial_ids``; its metric history may hold the lost attempt's
+epochs before the retry's. At the end of every (resumed) run, a RUNNING child run whose trial Tune
+does not know is closed as KILLED with the tag ``hytnas.killed_reason``
+(:meth:`MlflowLogger.close_orphans`); a later retry of its arch still continues it. Result:
+one child run per trial and none left RUNNING. The default store is ``sqlite:///<storage>/mlflow.db``
 with artifacts in ``<storage>/mlartifacts``.
 """
 from __future__ import annotations
@@ -43,6 +54,12 @@ LOGGED_METRICS = (
     "peak_sram_fp32_kb", "model_size_kb", "model_size_fp32_kb", "train_loss", "epoch", "time_total_s",
 )
 _MAX_PARAM = 500  # MLflow param values are short strings
+#: Tag of a child run closed because its trial is unknown to the Tune experiment.
+KILLED_TAG = "hytnas.killed_reason"
+KILLED_REASON = ("its Ray Tune trial is not in the experiment: the driver stopped before Tune saved it; "
+                 "its arch is retried under a new trial id, which continues this run")
+#: Tag listing the lost trial ids a child run was continued from (comma-separated).
+RETRY_TAG = "hytnas.retried_trial_ids"
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -148,8 +165,10 @@ class MlflowLogger:
             self.start()
 
     # ------------------------------------------------------------------ child runs
-    def child_run(self, trial: Any) -> str:
-        """The child run of ``trial``: found again by its ``ray_trial_id`` tag, or created."""
+    def child_run(self, trial: Any, known: Iterable[str] = ()) -> str:
+        """The child run of ``trial``: found again by its ``ray_trial_id`` tag, else the orphan
+        run of its arch (:meth:`orphan_run`; re-tagged with this trial id), else created.
+        ``known``: the trial ids of the Tune experiment (their runs are never orphans)."""
         tid = str(trial.trial_id)
         if tid in self._children:
             return self._children[tid]
@@ -159,12 +178,22 @@ class MlflowLogger:
             filter_string=f"tags.ray_trial_id = '{tid}' and tags.`mlflow.parentRunId` = '{self.parent_run_id}'",
             max_results=1,
         )
+        arch = self.space.from_config(trial.config)
+        arch_id = self.space.arch_id(arch)
+        orphan = None if found else self.orphan_run(arch_id, {*known, tid})
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
+        elif orphan is not None:
+            run_id = orphan.info.run_id
+            lost = orphan.data.tags.get("ray_trial_id", "")
+            before = orphan.data.tags.get(RETRY_TAG, "")
+            client.set_tag(run_id, RETRY_TAG, f"{before},{lost}".strip(",")[:_MAX_PARAM])
+            client.set_tag(run_id, "ray_trial_id", tid)
+            if KILLED_TAG in orphan.data.tags:
+                client.delete_tag(run_id, KILLED_TAG)
+            client.update_run(run_id, status="RUNNING")
         else:
-            arch = self.space.from_config(trial.config)
-            arch_id = self.space.arch_id(arch)
             run = client.create_run(self.experiment_id, run_name=f"{tid}-{arch_id[:6]}", tags={
                 "mlflow.parentRunId": self.parent_run_id, "ray_trial_id": tid, "hytnas.arch_id": arch_id})
             run_id = run.info.run_id
@@ -175,13 +204,42 @@ class MlflowLogger:
         self._children[tid] = run_id
         return run_id
 
+    def _child_runs(self, extra_filter: str = "") -> list[Any]:
+        flt = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'" + (f" and {extra_filter}" if extra_filter else "")
+        return list(self.client.search_runs([self.experiment_id], filter_string=flt, max_results=10_000))
+
+    def orphan_run(self, arch_id: str, known: Iterable[str]) -> Any | None:
+        """The child run of ``arch_id`` left by a trial Tune forgot: no final result (no
+        ``hytnas.status`` tag), status RUNNING (or KILLED by :meth:`close_orphans`) and a
+        ``ray_trial_id`` not in ``known``. The searcher hands such an arch out again to a new
+        trial (:meth:`search_algos.tune.TuneSearcher.reconcile`), which continues this run."""
+        known = {str(t) for t in known}
+        for run in self._child_runs(f"tags.`hytnas.arch_id` = '{arch_id}'"):
+            tags = run.data.tags
+            if ("hytnas.status" not in tags and run.info.status in ("RUNNING", "KILLED")
+                    and tags.get("ray_trial_id") not in known):
+                return run
+        return None
+
+    def close_orphans(self, known: Iterable[str]) -> list[str]:
+        """Close as KILLED (tag :data:`KILLED_TAG`) the RUNNING child runs whose trial is not in
+        ``known`` (the Tune experiment's trial ids); returns their run ids."""
+        known = {str(t) for t in known}
+        closed = []
+        for run in self._child_runs("attributes.status = 'RUNNING'"):
+            if run.data.tags.get("ray_trial_id") not in known:
+                self.client.set_tag(run.info.run_id, KILLED_TAG, KILLED_REASON)
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed.append(run.info.run_id)
+        return closed
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.child_run(trial)
+        self.child_run(trial, _ids(trials))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         from mlflow.entities import Metric
 
-        run_id = self.child_run(trial)
+        run_id = self.child_run(trial, _ids(trials))
         step = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(result[k]), now, step) for k in LOGGED_METRICS
@@ -190,14 +248,14 @@ class MlflowLogger:
             self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.child_run(trial)
+        run_id = self.child_run(trial, _ids(trials))
         epochs = (self.config.get("training") or {}).get("epochs")
         done = is_complete(trial.last_result, epochs)
         self.client.set_tag(run_id, "hytnas.status", "done" if done else "stopped")
         self.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.child_run(trial)
+        run_id = self.child_run(trial, _ids(trials))
         self.client.set_tag(run_id, "hytnas.status", "failed")
         self.client.set_tag(run_id, "hytnas.error", _error_line(trial)[:_MAX_PARAM])
         self.client.set_terminated(run_id, "FAILED")
@@ -205,6 +263,7 @@ class MlflowLogger:
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         unfinished = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
         if self.parent_run_id is not None:
+            self.close_orphans(_ids(trials))
             # an interrupted search stays resumable: KILLED now, RUNNING again on --resume
             self.client.set_terminated(self.parent_run_id, "KILLED" if unfinished else "FINISHED")
 
@@ -233,6 +292,10 @@ def log_artifacts(tracking_uri: str, run_id: str, paths: Iterable[str | Path], m
     for k, v in (metrics or {}).items():
         if _is_number(v):
             client.log_metric(run_id, k, float(v))
+
+
+def _ids(trials: Iterable[Any]) -> set[str]:
+    return {str(t.trial_id) for t in trials}
 
 
 def _is_number(x: Any) -> bool:
