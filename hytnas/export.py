@@ -352,7 +352,8 @@ def _torchscript(model: torch.nn.Module, folder: Path, batches: Sequence[torch.T
     with _quiet(), torch.inference_mode():
         traced = torch.jit.trace(model, batches[-1][:2])
         traced.save(str(path))
-    loaded = torch.jit.load(str(path))
+    with _quiet():
+        loaded = torch.jit.load(str(path))
     worst = _max_diff(model, batches, lambda x: loaded(x).numpy())
     return {"files": {"weights": FILES["pt"], "model": FILES["torchscript"]}, "check": _check(worst, batches)}
 
