@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-# The test suite also covers the Ax baseline of the benchmarks, so it installs the bench extra too.
+# The test suite also covers the Ax baseline of the benchmarks and the ONNX export, so it installs
+# the bench and export extras too.
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,bench]"
+	$(BIN)/python -m pip install -q -e ".[dev,bench,export]"
 	touch $(TEST_STAMP)
 
 # Offline Fashion-MNIST (Debian package); torchvision's download is used where internet exists.

@@ -91,9 +91,10 @@ def sort_front(df: pd.DataFrame, objectives: Sequence[Objective]) -> pd.DataFram
     return df.sort_values(first.name, ascending=first.sense == "min", kind="stable")
 
 
-def format_table(df: pd.DataFrame, objectives: Sequence[Objective] = ()) -> str:
-    """A fixed-width text table of ``df`` (accuracies in %, other metrics rounded)."""
-    cols = [c for c in dict.fromkeys([*TABLE_COLUMNS, *(o.name for o in objectives)]) if c in df.columns]
+def format_table(df: pd.DataFrame, objectives: Sequence[Objective] = (), leading: Sequence[str] = ()) -> str:
+    """A fixed-width text table of ``df`` (accuracies in %, other metrics rounded): the
+    ``leading`` columns, then :data:`TABLE_COLUMNS` and the objectives, those present in ``df``."""
+    cols = [c for c in dict.fromkeys([*leading, *TABLE_COLUMNS, *(o.name for o in objectives)]) if c in df.columns]
     cells = [[_header(c) for c in cols]]
     for _, row in df.iterrows():
         cells.append([_cell(c, row[c]) for c in cols])

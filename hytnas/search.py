@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
-import torch
 import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -56,14 +55,12 @@ from hytnas.callbacks import LiveReport, MlflowTracker, ProgressCallback, Search
 from hytnas.config import ExperimentConfig, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
-from hytnas.errors import ConfigError, DataError, SearchError
-from hytnas.models import build_model
+from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, shutdown
-from hytnas.table import read_arch_table
 from hytnas.tracking import log_artifacts, read_state, ui_command
-from hytnas.trial import WEIGHTS_FILE, is_complete, read_trial_state, trial_name
-from hytnas.utils import atomic_write_json, atomic_write_text
+from hytnas.trial import is_complete, trial_name
+from hytnas.utils import atomic_write_text
 from trainables.train import train_arch
 
 TUNE_DIR = "tune"
@@ -387,78 +384,5 @@ def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------ export
-EXPORT_FORMAT = "hytnas-arch"
-EXPORT_VERSION = 1
-
-
-def load_saved_experiment(experiment_dir: str | Path) -> ExperimentConfig:
-    """The effective config saved in an experiment folder."""
-    d = Path(experiment_dir)
-    path = d / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"EXPERIMENT_DIR: {d} is not a hytnas experiment folder (no {CONFIG_FILE})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        raise ConfigError(f"EXPERIMENT_DIR: {path} is unreadable") from None
-    return parse_experiment(data)
-
-
-def export_pareto(experiment_dir: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Export the Pareto-optimal models of a finished search; returns the model folders.
-
-    Per model ``<out>/<rank>-<arch_id>/`` with ``arch.json`` (format ``hytnas-arch`` v1: genes,
-    ``arch_cfg`` (``ArchCfg.to_dict()``), ``input_size``, ``num_classes``, ``in_channels``, the
-    trial's metrics) and ``weights.pt`` (``state_dict``; ``torch.load(p, weights_only=True)``).
-    The weights are checked by loading them (strictly) into a freshly built model.
-    """
-    d = Path(experiment_dir)
-    cfg = load_saved_experiment(d)
-    space = cfg.build_space()
-    pareto = d / "pareto.csv"
-    if not pareto.is_file():
-        raise DataError(f"{pareto}: missing; the search has not finished (continue it with "
-                        f"hytnas search {d / CONFIG_FILE} --resume)")
-    archs, df = read_arch_table(pareto, space)
-    out_dir = Path(out) if out is not None else d / "export"
-    written = []
-    for rank, (arch, (_, row)) in enumerate(zip(archs, df.iterrows()), start=1):
-        ckpt = str(row.get("checkpoint") or "")
-        ckpt_dir = d / ckpt if ckpt and not Path(ckpt).is_absolute() else Path(ckpt)
-        if not ckpt or not (ckpt_dir / WEIGHTS_FILE).is_file():
-            raise DataError(f"{pareto}: row {rank + 1}, column checkpoint: no {WEIGHTS_FILE} in {ckpt_dir}")
-        state = read_trial_state(ckpt_dir)
-        arch_cfg = space.to_arch_cfg(arch)
-        weights = torch.load(ckpt_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        model = build_model(arch_cfg, num_classes=state["num_classes"], in_channels=state["in_channels"],
-                            input_size=state["input_size"])
-        model.load_state_dict(weights, strict=True)
-        folder = out_dir / f"{rank:02d}-{arch_cfg.arch_id}"
-        folder.mkdir(parents=True, exist_ok=True)
-        metrics = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()
-                   if k not in space.to_config(arch) and k not in ("checkpoint", "feasible", "pareto")}
-        atomic_write_json(folder / "arch.json", {
-            "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "arch_id": arch_cfg.arch_id,
-            "space": space.name, "genes": space.to_config(arch), "arch_cfg": arch_cfg.to_dict(),
-            "input_size": state["input_size"], "num_classes": state["num_classes"],
-            "in_channels": state["in_channels"], "experiment": cfg.name, "metrics": _plain(metrics),
-        })
-        torch.save(model.state_dict(), folder / "weights.pt")
-        written.append(folder)
-    return written
-
-
-def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        if isinstance(v, (bool, int, float, str)) or v is None:
-            out[str(k)] = v
-    return out
-
-
 __all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search",
-           "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary", "export_pareto",
-           "load_saved_experiment"]
+           "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary"]

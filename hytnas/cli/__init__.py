@@ -14,7 +14,7 @@ import warnings
 from hytnas.errors import HytnasError
 
 #: sub-command modules, in the order they appear in ``hytnas --help``
-SUBCOMMANDS = ("search", "status", "costs", "profile", "predictor", "benchmark", "export")
+SUBCOMMANDS = ("search", "status", "results", "costs", "profile", "predictor", "benchmark", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
