@@ -38,7 +38,8 @@ class TuneSearcher(RaySearcher):
         super().__init__(metric=[o.name for o in reported] or None, mode=[o.sense for o in reported] or None)
         if int(max_concurrent) < 1:
             raise SearchError(f"max_concurrent: must be >= 1, got {max_concurrent}")
-        self.searcher = searcher
+        # not ``self.searcher``: Tune takes any search algorithm with that attribute for a wrapper
+        self.core = searcher
         self.max_concurrent = int(max_concurrent)
         self.trials: dict[str, Arch] = {}  # trial id -> arch, asked and not told
 
@@ -50,12 +51,12 @@ class TuneSearcher(RaySearcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        problem = self.searcher.problem
+        problem = self.core.problem
         if trial_id in self.trials:  # Tune asks again for a trial it already has
             return problem.config(self.trials[trial_id])
         if len(self.trials) >= self.max_concurrent:
             return None
-        archs = self.searcher.ask(1)
+        archs = self.core.ask(1)
         if not archs:
             return RaySearcher.FINISHED
         self.trials[trial_id] = archs[0]
@@ -65,15 +66,15 @@ class TuneSearcher(RaySearcher):
         arch = self.trials.pop(trial_id, None)
         if arch is None:  # a trial this searcher did not hand out: known by its config, if at all
             try:
-                arch = self.searcher.problem.arch_of((result or {})["config"])
+                arch = self.core.problem.arch_of((result or {})["config"])
             except (KeyError, TypeError, HytnasError):
                 return
         if error:
-            self.searcher.tell_failed(arch)
-        elif self.searcher.problem.is_final(result):
-            self.searcher.tell(arch, result or {})
+            self.core.tell_failed(arch)
+        elif self.core.problem.is_final(result):
+            self.core.tell(arch, result or {})
         else:
-            self.searcher.tell_stopped(arch)
+            self.core.tell_stopped(arch)
 
     def add_evaluated_point(
         self,
@@ -85,12 +86,12 @@ class TuneSearcher(RaySearcher):
     ) -> None:
         """An arch evaluated elsewhere: ``value`` a mapping metric -> value, or a sequence in the
         order of the reported metrics (:attr:`Problem.observed_names`)."""
-        problem = self.searcher.problem
+        problem = self.core.problem
         arch = problem.arch_of(parameters)
         if error:
-            return self.searcher.tell_failed(arch)
+            return self.core.tell_failed(arch)
         if pruned or value is None:
-            return self.searcher.tell_stopped(arch)
+            return self.core.tell_stopped(arch)
         if not isinstance(value, Mapping):
             vals = list(value) if isinstance(value, Sequence) else [value]
             if len(vals) != len(problem.observed_names):
@@ -99,10 +100,10 @@ class TuneSearcher(RaySearcher):
                     f"({', '.join(problem.observed_names)}), got {len(vals)}"
                 )
             value = dict(zip(problem.observed_names, vals))
-        self.searcher.tell(arch, value)
+        self.core.tell(arch, value)
 
     def save(self, checkpoint_path: str | Path) -> None:
-        space = self.searcher.problem.space
+        space = self.core.problem.space
         atomic_write_json(
             checkpoint_path,
             {
@@ -110,7 +111,7 @@ class TuneSearcher(RaySearcher):
                 "version": STATE_VERSION,
                 "max_concurrent": self.max_concurrent,
                 "trials": {tid: space.to_vector(a) for tid, a in self.trials.items()},
-                "searcher": self.searcher.state_dict(),
+                "searcher": self.core.state_dict(),
             },
         )
 
@@ -118,8 +119,8 @@ class TuneSearcher(RaySearcher):
         state = read_state(checkpoint_path)
         if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
             raise SearchError(f"searcher state {checkpoint_path}: not a version-{STATE_VERSION} {STATE_FORMAT}")
-        self.searcher.load_state_dict(state["searcher"])
-        space = self.searcher.problem.space
+        self.core.load_state_dict(state["searcher"])
+        space = self.core.problem.space
         self.trials = {tid: space.from_vector(g) for tid, g in state["trials"].items()}
         self.max_concurrent = int(state["max_concurrent"])
 

@@ -65,7 +65,7 @@ def test_search_with_lut_latency_and_sram_constraint(tmp_path, board, fmnist_tin
 
     # the searcher sees latency as a known objective computed by the LUT predictor
     searcher = make_searcher(cfg, space, 10, 1)
-    problem = searcher.problem
+    problem = searcher.core.problem
     assert {o.name: o.source for o in problem.objectives} == {"val_accuracy": "reported", "latency_ms": "known"}
 
     result = run_search(cfg, quiet=True)

@@ -258,7 +258,7 @@ def test_settings_are_frozen_objects_and_accepted_as_options():
 @pytest.mark.parametrize("name", SEARCHERS)
 def test_configs_hold_the_23_genes_and_arch_id(name):
     s = make_search_alg(name, space=SPACE, objectives=OBJECTIVES, seed=0, max_concurrent=2, options=options(name))
-    assert isinstance(s, TuneSearcher) and isinstance(s, RaySearcher) and s.searcher.kind == name
+    assert isinstance(s, TuneSearcher) and isinstance(s, RaySearcher) and s.core.kind == name
     # Tune checks that results hold the searcher's metrics: every searcher asks only for the
     # reported objectives (params_k is known: computed from the arch, never read from results)
     assert s.metric == ["val_accuracy"] and s.mode == ["max"]
@@ -277,7 +277,7 @@ def test_concurrency_limit_is_internal(name):
     assert a is not None and b is not None
     assert s.suggest("a") == a  # Tune asks again for a trial it has: the same config, nothing new
     assert s.suggest("c") is None  # two pending
-    assert len(s.searcher.pending) == 2
+    assert len(s.core.pending) == 2
     assert s.set_max_concurrency(3) is True  # Tune's ConcurrencyLimiter defers to the searcher
     assert s.suggest("c") is not None
     assert s.suggest("d") is None
@@ -300,7 +300,7 @@ def test_adapter_reads_results_by_the_trial_protocol():
                         options={"max_epochs": 5})
     cfg = {t: s.suggest(t) for t in ("err", "asha", "done", "final", "late", "nan")}
     arch = {t: SPACE.from_config(c) for t, c in cfg.items()}
-    core = s.searcher
+    core = s.core
     s.on_trial_complete("err", None, error=True)
     s.on_trial_complete("asha", {"val_accuracy": 0.3, "done": False, "epoch": 1})  # stopped early
     s.on_trial_complete("done", {"val_accuracy": 0.4, "done": True, "epoch": 2})  # done, short of max_epochs
@@ -317,7 +317,7 @@ def test_adapter_reads_results_by_the_trial_protocol():
     s2 = make_search_alg("random", space=SPACE, objectives=OBJECTIVES, seed=0)
     c = s2.suggest("t0")
     s2.on_trial_complete("t0", {"val_accuracy": 0.5, "done": True})
-    assert s2.searcher.observations == [(SPACE.from_config(c), {"val_accuracy": 0.5})]
+    assert s2.core.observations == [(SPACE.from_config(c), {"val_accuracy": 0.5})]
 
 
 def test_adapter_tells_trials_it_did_not_hand_out_by_their_config():
@@ -326,8 +326,8 @@ def test_adapter_tells_trials_it_did_not_hand_out_by_their_config():
     s.on_trial_complete("restored-elsewhere", {"config": SPACE.to_config(a), "val_accuracy": 0.6, "done": True})
     s.add_evaluated_point(SPACE.to_config(b), [0.55])  # a sequence in the order of observed_names
     s.add_evaluated_point(SPACE.to_config(c), None, error=True)
-    assert s.searcher.observations == [(a, {"val_accuracy": 0.6}), (b, {"val_accuracy": 0.55})]
-    assert s.searcher.failed == [c]
+    assert s.core.observations == [(a, {"val_accuracy": 0.6}), (b, {"val_accuracy": 0.55})]
+    assert s.core.failed == [c]
     with pytest.raises(SearchError, match="expected 1 values \\(val_accuracy\\), got 2"):
         s.add_evaluated_point(SPACE.to_config(SPACE.sample(4, seed=13)[-1]), [0.5, 0.6])
     got = SPACE.from_config(s.suggest("t0"))
@@ -350,7 +350,7 @@ def test_adapter_takes_the_same_arguments_as_make_searcher():
     s = make_search_alg("random", space=SPACE, objectives=OBJECTIVES, constraints=["params_k <= 2"],
                         known_fns={"params_k": fake_params}, seed=3, num_classes=7, in_channels=1)
     assert s.suggest("a") is not None and calls
-    assert s.searcher.seed == 3 and s.searcher.problem.known.num_classes == 7
+    assert s.core.seed == 3 and s.core.problem.known.num_classes == 7
 
 
 @pytest.mark.parametrize("label, attr, value", [("mobo", "acquisition", "parego"),
@@ -362,7 +362,7 @@ def test_benchmark_labels_are_mobo_with_options(label, attr, value):
 
     pool = SPACE.sample(6, seed=3)
     s = make_benchmark_searcher(label, SPACE, OBJECTIVES, 0, candidates=pool, options=FAST_MOBO)
-    core = s.searcher if isinstance(s, TuneSearcher) else s
+    core = s.core if isinstance(s, TuneSearcher) else s
     assert label in LABELS and core.kind == "mobo" and getattr(core, attr) == value
     if isinstance(s, TuneSearcher):
         got = {SPACE.from_config(c) for c in drive(s, 6)}

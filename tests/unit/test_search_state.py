@@ -147,7 +147,7 @@ def test_tune_adapter_saves_the_core_state_and_its_trials(name, tmp_path):
     b.restore(path)
     assert b.max_concurrent == 2 and b.trials == a.trials
     c = pickle.loads(pickle.dumps(a))  # what tune.Tuner stores
-    assert getattr(c.searcher, "_model", None) is None
+    assert getattr(c.core, "_model", None) is None
     na, nb, nc = a.suggest("next"), b.suggest("next"), c.suggest("next")
     assert na is not None and nb is not None and nc is not None
     if not name.startswith("optuna-"):  # Optuna's sampler restarts from its seed: a different next draw
@@ -157,9 +157,9 @@ def test_tune_adapter_saves_the_core_state_and_its_trials(name, tmp_path):
     b.on_trial_complete("t5", {**result(SPACE.from_config(cfgs[-1])), "done": True})
     assert "t5" not in b.trials
     if name.startswith("optuna-"):
-        assert len([t for t in b.searcher.study.get_trials() if t.state == TrialState.COMPLETE]) == 5
+        assert len([t for t in b.core.study.get_trials() if t.state == TrialState.COMPLETE]) == 5
     else:
-        assert len(b.searcher.observations) == 5
+        assert len(b.core.observations) == 5
     nxt = b.suggest("m0")
     assert nxt is not None and b.suggest("next") == nb  # "next" is still its own trial
     if not name.startswith("optuna-"):
