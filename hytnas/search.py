@@ -32,6 +32,9 @@ once), ``tune/`` (Tune's state, trial folders and checkpoints), ``mlflow.db`` + 
 """
 from __future__ import annotations
 
+import logging
+import pickle
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -39,20 +42,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import cloudpickle
 import pandas as pd
+import ray
 import torch
 import yaml
 from ray import tune
+from ray.tune import Callback, Stopper
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hytnas.callbacks import MlflowTracker, ProgressCallback
-from hytnas.config import ExperimentConfig, parse_experiment
+from hytnas.config import ExperimentConfig, check_writable, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
 from hytnas.errors import ConfigError, DataError, SearchError
 from hytnas.models import build_model
 from hytnas.report import format_table, sort_front, trials_frame, write_report
-from hytnas.runtime import init_ray, shutdown
+from hytnas.runtime import init_ray, machine_cpus, shutdown
 from hytnas.table import read_arch_table
 from hytnas.tracking import log_artifacts, read_state, ui_command
 from hytnas.trial import WEIGHTS_FILE, is_complete, read_trial_state, trial_name
@@ -77,6 +83,8 @@ class SearchResult:
     ``pareto``: the Pareto-optimal rows, best first objective first. ``interrupted``: fewer
     trials finished than ``budget.num_samples`` within the time budget (Ctrl-C, or a searcher that
     ran out of feasible archs): ``run_search(cfg, resume=True)`` continues the search.
+    ``aborted``: more trials than ``failure.max_failed_trials`` failed for good and the search was
+    stopped. ``error_files``: the ``error.txt`` (Tune's traceback) of every failed trial.
     """
 
     storage_path: Path
@@ -88,6 +96,8 @@ class SearchResult:
     interrupted: bool
     wall_time_s: float
     objectives: tuple[str, ...] = field(default=())
+    aborted: bool = False
+    error_files: tuple[Path, ...] = field(default=())
 
     @property
     def num_done(self) -> int:
@@ -137,18 +147,42 @@ def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channe
         raise ConfigError(f"search.options: {exc}") from None
 
 
-def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: bool = True) -> Plan:
-    """Check everything a run needs without creating anything (see the module docstring)."""
+def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: bool = True,
+              address: str | None = None) -> Plan:
+    """Check everything a run needs without creating anything (see the module docstring).
+
+    Without ``address`` (local Ray) one trial's ``resources`` must fit this machine (its CPU
+    affinity, its CUDA GPUs); with ``address`` that is checked against the cluster's nodes after
+    connecting (:func:`check_cluster_resources`). The dataset's ``train_size``/``val_size``/
+    ``test_size`` must fit the split sizes the data module finds after ``prepare_data``.
+    """
     cfg.check_paths()
+    if address is None:
+        cfg.check_resources(machine_cpus(), torch.cuda.device_count())
     space = cfg.build_space()
     dm = make_datamodule(cfg, space.input_size)
     dm.prepare_data()  # DataError naming the missing/bad file; downloads only with dataset.download
+    try:
+        dm.check_sizes()
+    except ConfigError as exc:
+        raise ConfigError(f"dataset.{exc}") from None
     num_classes, in_channels = dm.num_classes, dm.in_channels
     make_searcher(cfg, space, num_classes, in_channels)  # options and constraints are valid
     if check_storage:
+        check_writable(cfg.storage_dir, "storage_path")
         _check_storage(cfg, resume)
     hw = device_wiring(cfg, space, num_classes, in_channels)
     return Plan(cfg, space, num_classes, in_channels, resume, tuple(hw.objectives), tuple(hw.constraints))
+
+
+def check_cluster_resources(cfg: ExperimentConfig) -> None:
+    """ConfigError when one trial's ``resources`` fit no alive node of the running Ray cluster
+    (checked after connecting, before Tune: such a trial would stay pending forever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if nodes:
+        cpus = max(float(n.get("CPU", 0)) for n in nodes)
+        gpus = max(float(n.get("GPU", 0)) for n in nodes)
+        cfg.check_resources(cpus, gpus, where="the largest node of the Ray cluster")
 
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
@@ -211,6 +245,74 @@ def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, pl
     return out
 
 
+def error_line(error: Any) -> str:
+    """``"Type: first line of the message"`` of a trial's error (the cause of a Ray task error)."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, str):  # the text of error.txt
+        lines = [ln for ln in cause.strip().splitlines() if ln.strip() and not ln.startswith("Failure #")]
+        return lines[-1].strip()[:300] if lines else "unknown error"
+    msg = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {msg}"[:300] if msg else type(cause).__name__
+
+
+def _no_trial_tracebacks(record: logging.LogRecord) -> bool:
+    """Logging filter: drop Tune's per-failure traceback and its list of failed trials
+    (:class:`FailureGuard` prints one line per failure; the traceback stays in ``error.txt``)."""
+    return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+
+
+class FailureGuard(Callback, Stopper):
+    """The ``failure`` section at run time, one object as Tune callback and stopper.
+
+    Prints one line per failed trial (``[hytnas] trial <name> failed: <Type>: <message>;
+    traceback: <trial folder>/error.txt``) and per retry, instead of a traceback, counts the
+    trials that failed for good (after ``failure.max_failures`` retries) and stops the whole
+    search (:meth:`stop_all`) once more than ``max_failed_trials`` did (``None``: never).
+    """
+
+    def __init__(self, max_failed_trials: int | None, *, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.max_failed_trials = max_failed_trials
+        self.quiet = quiet
+        self._stream = stream
+        self.failed: list[str] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stream": None}
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=self._stream or sys.stdout, flush=True)
+
+    @staticmethod
+    def _error(trial: Any) -> str:
+        """The trial's latest error as one line, from the error files Tune has just written."""
+        for path in (trial.pickled_error_file, trial.error_file):
+            if path and Path(path).is_file():
+                try:
+                    if path.endswith(".pkl"):
+                        with open(path, "rb") as fh:
+                            return error_line(cloudpickle.load(fh))
+                    return error_line(Path(path).read_text())
+                except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
+                    continue
+        return "unknown error"
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._say(f"[hytnas] trial {trial} failed ({self._error(trial)}); retrying it from its last checkpoint "
+                  f"(retry {trial.run_metadata.num_failures} of {trial.max_failures})")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed.append(str(trial))
+        where = Path(trial.path) / "error.txt" if trial.path else trial.error_file
+        self._say(f"[hytnas] trial {trial} failed: {self._error(trial)}; traceback: {where}")
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_failed_trials is not None and len(self.failed) > self.max_failed_trials
+
+
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | None = None,
                 callbacks: Sequence[Any] = (), quiet: bool = False, search_alg: Any = None,
                 trainable: Any = None):
@@ -235,6 +337,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
     first = cfg.get_objectives()[0]
     searcher = search_alg if search_alg is not None else make_searcher(cfg, plan.space, plan.num_classes,
                                                                         plan.in_channels)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).addFilter(_no_trial_tracebacks)
+    guard = FailureGuard(cfg.failure.max_failed_trials, quiet=quiet)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -245,9 +350,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
-            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan), *callbacks],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0), verbose=0, log_to_file=True,
+            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan), guard, *callbacks],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), stop=guard,
+            failure_config=tune.FailureConfig(max_failures=cfg.failure.max_failures), verbose=0, log_to_file=True,
         ),
     )
 
@@ -262,9 +367,10 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
     """
     out = stream or sys.stdout
     t0 = time.monotonic()
-    plan = preflight(cfg, resume=resume)
+    plan = preflight(cfg, resume=resume, address=address)
     started = init_ray(address)
     try:
+        check_cluster_resources(cfg)
         storage = cfg.storage_dir
         storage.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -280,8 +386,7 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
         except (RuntimeError, OSError) as exc:  # Tune's own failures (e.g. a worker killed for memory)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SearchFailed(
-                f"the search stopped: {first[:300]}; its state is saved, continue with: "
-                f"hytnas search {storage / CONFIG_FILE} --resume"
+                f"the search stopped: {first[:300]}; its state is saved, continue with: {resume_command(cfg)}"
             ) from exc
         result = _collect(cfg, plan, grid, time.monotonic() - t0)
     finally:
@@ -319,7 +424,10 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
     over_time = cfg.budget.time_budget_s is not None and wall_s >= cfg.budget.time_budget_s
     # Tune returns normally after Ctrl-C (SIGINT) or SIGUSR1: unfinished trials or fewer trials than
     # asked for (within the time budget) mean the search can be continued with --resume
-    interrupted = not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
+    errors = [r for r in grid if r.error is not None]
+    limit = cfg.failure.max_failed_trials
+    aborted = limit is not None and len(errors) > limit
+    interrupted = not aborted and not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
     parent = None
     if cfg.mlflow.enabled:
         state = read_state(storage)
@@ -331,7 +439,8 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
                 "pareto_size": float(df["pareto"].sum())})
     front = sort_front(df[df["pareto"]], objectives)
     return SearchResult(storage, df, front, files, cfg.tracking_uri if cfg.mlflow.enabled else None, parent,
-                        interrupted, wall_s, tuple(o.name for o in objectives))
+                        interrupted, wall_s, tuple(o.name for o in objectives), aborted,
+                        tuple(Path(r.path) / "error.txt" for r in errors if r.path))
 
 
 def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
@@ -352,8 +461,27 @@ def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
         lines.append(f"MLflow:  {ui_command(result.tracking_uri)}")
     if result.interrupted:
         lines.append(f"the search stopped after {len(df)} of {cfg.budget.num_samples} trials (interrupted, or the searcher "
-                     f"ran out of feasible archs); continue it with: hytnas search {cfg.storage_dir / CONFIG_FILE} --resume")
+                     f"ran out of feasible archs); continue it with: {resume_command(cfg)}")
     return "\n".join(lines)
+
+
+def resume_command(cfg: ExperimentConfig) -> str:
+    """``hytnas search <storage>/experiment.yaml --resume``, quoted for a POSIX shell."""
+    return f"hytnas search {shlex.quote(str(cfg.storage_dir / CONFIG_FILE))} --resume"
+
+
+def failure_message(result: SearchResult, cfg: ExperimentConfig) -> str | None:
+    """One line when a trial failed for good (how many, where the first traceback is) or the
+    search was aborted for it; ``None`` when no trial failed."""
+    n = result.num_failed
+    if n == 0 and not result.aborted:
+        return None
+    where = f"; traceback: {result.error_files[0]}" if result.error_files else ""
+    more = f" (and {len(result.error_files) - 1} more error.txt in the trial folders)" if len(result.error_files) > 1 else ""
+    if result.aborted:
+        return (f"the search was aborted: {n} trials failed, more than failure.max_failed_trials="
+                f"{cfg.failure.max_failed_trials}{where}{more}")
+    return f"{n} of {len(result.trials)} trials failed{where}{more}"
 
 
 # ------------------------------------------------------------------------------ export
@@ -380,7 +508,8 @@ def export_pareto(experiment_dir: str | Path, out: str | Path | None = None) -> 
     Per model ``<out>/<rank>-<arch_id>/`` with ``arch.json`` (format ``hytnas-arch`` v1: genes,
     ``arch_cfg`` (``ArchCfg.to_dict()``), ``input_size``, ``num_classes``, ``in_channels``, the
     trial's metrics) and ``weights.pt`` (``state_dict``; ``torch.load(p, weights_only=True)``).
-    The weights are checked by loading them (strictly) into a freshly built model.
+    The weights are checked by loading them (strictly) into a freshly built model. An ``out``
+    that cannot be created or written is a :class:`ConfigError` naming ``--out`` (nothing written).
     """
     d = Path(experiment_dir)
     cfg = load_saved_experiment(d)
@@ -388,9 +517,10 @@ def export_pareto(experiment_dir: str | Path, out: str | Path | None = None) -> 
     pareto = d / "pareto.csv"
     if not pareto.is_file():
         raise DataError(f"{pareto}: missing; the search has not finished (continue it with "
-                        f"hytnas search {d / CONFIG_FILE} --resume)")
-    archs, df = read_arch_table(pareto, space)
+                        f"hytnas search {shlex.quote(str(d / CONFIG_FILE))} --resume)")
     out_dir = Path(out) if out is not None else d / "export"
+    check_writable(out_dir, "--out")  # one line before any model is built or written
+    archs, df = read_arch_table(pareto, space)
     written = []
     for rank, (arch, (_, row)) in enumerate(zip(archs, df.iterrows()), start=1):
         ckpt = str(row.get("checkpoint") or "")
@@ -430,4 +560,5 @@ def _plain(d: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search",
            "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary", "export_pareto",
+           "FailureGuard", "check_cluster_resources", "failure_message", "resume_command",
            "load_saved_experiment"]
