@@ -473,7 +473,7 @@ def resume_command(cfg: ExperimentConfig) -> str:
 def failure_message(result: SearchResult, cfg: ExperimentConfig) -> str | None:
     """One line when a trial failed for good (how many, where the first traceback is) or the
     search was aborted for it; ``None`` when no trial failed."""
-    n = result.num_failed
+    n = max(result.num_failed, len(result.error_files))  # a trial whose worker died before its config is in error_files only
     if n == 0 and not result.aborted:
         return None
     where = f"; traceback: {result.error_files[0]}" if result.error_files else ""
