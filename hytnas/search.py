@@ -8,17 +8,23 @@
 What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
 
 1. :func:`preflight`: validate everything that can be wrong *before anything is created* — the
-   data folder (``check_paths`` and the data module's ``prepare_data``), the space, the
-   searcher and its options, and the experiment folder (a folder that already holds a search is
-   refused unless ``resume=True``; a resumed search must use the same config).
-2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`); a Ray instance
-   that is already running is used as is and left running.
+   data folder (``check_paths`` and the data module's ``prepare_data``; an explicit
+   ``dataset.root`` must hold the data), the split sizes against the data, one trial's resources
+   against this machine (local runs), the space, the searcher and its options, and the
+   experiment folder (creatable and writable; a folder that already holds a search is refused
+   unless ``resume=True``; a resumed search must use the same config).
+2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`, which probes the
+   address first); a Ray instance that is already running is used as is and left running. One
+   trial's resources must fit the largest alive node (:func:`check_cluster_resources`).
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
    ``search_algos.tune.make_search_alg``; FIFO or ASHA (resource: epochs); Tune's metric/mode is the
    first objective (the searcher handles all of them); callbacks: :class:`hytnas.callbacks.ProgressCallback`
    and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
+   Failures: ``failure.max_failures`` retries per trial (Tune's ``FailureConfig``) and
+   :class:`FailureGuard` (one line per failure instead of Tune's traceback; stops the search past
+   ``failure.max_failed_trials``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
    kept, unfinished ones continue from their last epoch checkpoint, and the searcher continues
    from its saved state (``Searcher.save``/``restore``), so no trial is lost or repeated.

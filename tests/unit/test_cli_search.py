@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hytnas.cli import main
+from hytnas.errors import ConfigError
 
 HYTNAS = Path(sys.executable).parent / "hytnas"
 
@@ -278,3 +279,13 @@ def test_printed_commands_are_shell_quoted(tmp_path):
                                                 "--resume"]
     assert shlex.split(ui_command(cfg.tracking_uri))[:3] == ["mlflow", "ui", "--backend-store-uri"]
     assert shlex.split(ui_command(cfg.tracking_uri))[3] == f"sqlite:///{tmp_path / 'my runs' / 'x' / 'mlflow.db'}"
+
+
+def test_a_trial_no_node_can_hold_is_refused_after_connecting(ray_local):
+    from hytnas.config import parse_experiment
+    from hytnas.search import check_cluster_resources
+
+    cpus = max(n["Resources"].get("CPU", 0) for n in ray_local.nodes() if n["Alive"])
+    check_cluster_resources(parse_experiment({"name": "x", "resources": {"cpu": cpus}}))
+    with pytest.raises(ConfigError, match=r"^resources.cpu: .* CPUs per trial, but the largest node of the Ray cluster"):
+        check_cluster_resources(parse_experiment({"name": "x", "resources": {"cpu": cpus + 1}}))
