@@ -5,12 +5,16 @@ its meaning is listed in ``configs/README.md``, generated from this schema by
 :func:`keys_table`)::
 
     name, space, dataset, training, objectives, constraints, search, scheduler, budget,
-    resources, hardware, storage_path, mlflow
+    failure, resources, hardware, storage_path, mlflow
 
 Conventions:
 
 - Unknown keys are errors (``extra="forbid"`` in every section), so a typo is named, never
   silently ignored.
+- Types are strict (pydantic's strict mode): a quoted number or bool (``num_samples: "4"``,
+  ``channels_last: "yes"``) is an error, not converted; an int is accepted where a float is
+  expected (``lr: 1``). ``--set key=value`` values are parsed as YAML, so ``--set
+  budget.num_samples=4`` is an int.
 - Every error is one :class:`~hytnas.errors.ConfigError` line that names the dotted field and
   the fix, e.g. ``budget.num_samples: must be > 0 (got -3)``.
 - Relative paths (``storage_path``, ``dataset.root``, a space YAML path) are resolved against
@@ -39,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hytnas.errors import ConfigError, HytnasError, SearchError, SpaceError
 from hytnas.objectives import METRICS, Constraint, Objective, get_objectives, parse_constraint
-from hytnas.utils import read_yaml
+from hytnas.utils import load_yaml, read_yaml
 from search_algos.settings import SEARCHERS, parse_settings
 
 #: Where ``load_experiment("quickstart")`` looks for shipped configs (a source checkout).
@@ -49,7 +53,9 @@ CONFIG_VERSION = 1
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: a quoted number or bool ("4", "yes") is an error, not silently converted; ints are
+    # still accepted where a float is expected (pydantic's strict mode allows int -> float)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
 
 
 def _abspath(p: str | None) -> str | None:
@@ -124,7 +130,7 @@ PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
 class TrainSettings(_Section):
     """Training of every candidate (`hytnas.training.TrainSettings`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
 
     epochs: int = Field(3, ge=1, description="training epochs per trial (the ASHA resource)")
     batch_size: int = Field(128, ge=1, description="mini-batch size")
@@ -220,6 +226,15 @@ class BudgetSection(_Section):
     time_budget_s: float | None = Field(None, gt=0, description="stop starting/running trials after this many seconds; null: no limit")
 
 
+class FailureSection(_Section):
+    """Trial failures (an exception in a trial, a dead worker): retries and when to give up."""
+
+    max_failures: int = Field(1, ge=0, description="retries of a failed trial, each from its last checkpoint "
+                              "(Tune's FailureConfig); 0: a failure is final")
+    max_failed_trials: int | None = Field(None, ge=0, description="abort the search when more trials than this "
+                                          "failed for good; null: never abort")
+
+
 class ResourcesSection(_Section):
     """Resources of one trial (fractions allowed)."""
 
@@ -284,6 +299,7 @@ class ExperimentConfig(_Section):
     search: SearchSection = Field(default_factory=SearchSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+    failure: FailureSection = Field(default_factory=FailureSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     hardware: HardwareSection = Field(default_factory=HardwareSection)
     storage_path: str | None = Field(None, description="experiment folder; null: ./experiments/<name>")
@@ -381,6 +397,37 @@ class ExperimentConfig(_Section):
             )
 
 
+    def check_resources(self, cpus: float, gpus: float, where: str = "this machine") -> None:
+        """Raise ConfigError when one trial (``resources``) needs more CPUs or GPUs than ``cpus`` /
+        ``gpus`` (those of ``where``: this machine, or the largest node of a cluster): such a
+        trial could never start and Tune would wait for it forever."""
+        if self.resources.cpu > cpus:
+            raise ConfigError(f"resources.cpu: {_fmt_value(self.resources.cpu)} CPUs per trial, but {where} has "
+                              f"{_fmt_value(cpus)}; lower resources.cpu")
+        if self.resources.gpu > gpus:
+            have = "no CUDA GPU" if gpus == 0 else f"{_fmt_value(gpus)} GPUs"
+            raise ConfigError(f"resources.gpu: {_fmt_value(self.resources.gpu)} GPUs per trial, but {where} has "
+                              f"{have}; set resources.gpu: 0 or run where a GPU is")
+
+
+def check_writable(path: str | os.PathLike[str], field: str) -> None:
+    """Raise ConfigError (naming ``field``) unless the folder ``path`` exists or can be created
+    and written; creates nothing. Walks up to the first existing ancestor, which must be a
+    writable folder (``os.access``); a path component that is a regular file is an error. As root,
+    ``os.access`` reports any folder on a writable file system as writable."""
+    p = Path(os.path.abspath(path))
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{field}: {p} is a file, not a folder; choose another {field}")
+    base = p
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ConfigError(f"{field}: {base} is a file, so {p} cannot be created; choose another {field}")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ConfigError(f"{field}: {base} is not writable, so {p} cannot be {'written' if base == p else 'created'}; "
+                          f"choose another {field}")
+
+
 _SELECTABLE = tuple(m for m in METRICS if m != "test_accuracy")
 
 
@@ -408,6 +455,19 @@ _TYPES = {
     "model_type": "must be a mapping", "model_attributes_type": "must be a mapping", "list_type": "must be a list",
     "finite_number": "must be a finite number",
 }
+
+
+def _quoted_scalar(value: str, typ: str) -> bool:
+    """Whether ``value`` is a quoted YAML number/bool of the kind error ``typ`` expects (``"4"``)."""
+    try:
+        parsed = load_yaml(value)
+    except yaml.YAMLError:
+        return False
+    if typ.startswith("bool"):
+        return isinstance(parsed, bool)
+    if typ.startswith(("int", "float")):
+        return isinstance(parsed, (int, float)) and not isinstance(parsed, bool)
+    return False
 
 
 def _error_line(exc: ValidationError, prefix: str = "", root: Any = None) -> str:
@@ -439,6 +499,8 @@ def _error_line(exc: ValidationError, prefix: str = "", root: Any = None) -> str
     if typ == "string_pattern_mismatch":
         return f"{loc}: {_fmt_value(value)} is not allowed; use letters, digits, '.', '_' or '-'"
     if typ in _TYPES:
+        if isinstance(value, str) and _quoted_scalar(value, typ):
+            return f"{loc}: {_TYPES[typ]}, not the string {value!r}; write it without quotes"
         return f"{loc}: {_TYPES[typ]} (got {_fmt_value(value)})"
     msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return f"{loc}: {msg}"
@@ -464,7 +526,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         if not sep or not key or any(not p for p in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. budget.num_samples=4")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML (quote strings with ':' or '#')") from None
         node: Any = out

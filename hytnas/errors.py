@@ -1,7 +1,8 @@
 """The package's exception hierarchy.
 
 Every error a user can cause (bad YAML, bad CLI value, bad vector, bad data folder) is raised
-as one of these, with a one-line message that names the offending field and how to fix it.
+as one of these, with a one-line message that names the offending field and how to fix it
+(:class:`TrainingError` is a trial's own failure, raised inside a Ray worker).
 The CLI turns them into ``hytnas: error: <message>`` and exit code 2.
 """
 from __future__ import annotations
@@ -29,3 +30,7 @@ class SearchError(HytnasError):
 
 class HardwareError(HytnasError):
     """A device profile or latency table that cannot be used."""
+
+
+class TrainingError(HytnasError, RuntimeError):
+    """A candidate's training cannot go on (e.g. a non-finite loss); fails that trial only."""

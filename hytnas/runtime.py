@@ -2,15 +2,18 @@
 
 :func:`init_ray` starts local Ray with this machine's CPUs (its CPU affinity), no dashboard,
 worker logs kept off the driver's console and Ray's own logging at WARNING, or connects to a
-running cluster at ``address``; a Ray instance that is already running is used as is. Before
+running cluster at ``address`` (probed first with a TCP connect, :func:`probe_address`); a Ray
+instance that is already running is used as is. Before
 that it sets (unless already set) :data:`QUIET_ENV`, which keeps Tune's console output to what
 :class:`hytnas.callbacks.ProgressCallback` prints, plus the caller's ``env``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +54,8 @@ def init_ray(
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING, **kwargs}
     if num_gpus is not None:
         kwargs["num_gpus"] = num_gpus
+    if address:
+        probe_address(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -59,6 +64,38 @@ def init_ray(
     except ConnectionError as exc:
         raise ConfigError(f"--address: cannot connect to a Ray cluster at {address} ({exc})") from None
     return True
+
+
+#: Seconds :func:`probe_address` waits for a TCP connection to the cluster.
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """ConfigError (one line naming ``--address``) unless something listens at ``HOST:PORT`` or
+    ``ray://HOST:PORT`` (a plain TCP connect, ``timeout`` seconds), so that a wrong address fails
+    fast instead of Ray retrying for minutes; ``ray://`` also needs Ray Client (``ray[client]``).
+    ``auto`` (and any other form) is left to ``ray.init``."""
+    target = address
+    if address.startswith("ray://"):
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError(
+                f'--address: {address} needs Ray Client; install it with pip install "ray[client]" '
+                "or give the cluster's HOST:PORT (its GCS, default port 6379)"
+            )
+        target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        if address.startswith("ray://"):
+            raise ConfigError(f"--address: {address} is not ray://HOST:PORT")
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--address: nothing answers at {target} ({exc.strerror or type(exc).__name__}); start "
+            "the cluster (ray start --head) or fix the address"
+        ) from None
 
 
 def shutdown(started: bool) -> None:

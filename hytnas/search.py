@@ -8,24 +8,30 @@
 What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
 
 1. :func:`preflight`: validate everything that can be wrong *before anything is created* — the
-   data folder (``check_paths`` and the data module's ``prepare_data``), the space, the
-   searcher and its options, and the experiment folder (a folder that already holds a search is
-   refused unless ``resume=True``; a resumed search must use the same config).
-2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`); a Ray instance
-   that is already running is used as is and left running.
+   data folder (``check_paths`` and the data module's ``prepare_data``; an explicit
+   ``dataset.root`` must hold the data), the split sizes against the data, one trial's resources
+   against this machine (local runs), the space, the searcher and its options, and the
+   experiment folder (creatable and writable; a folder that already holds a search is refused
+   unless ``resume=True``; a resumed search must use the same config).
+2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`, which probes the
+   address first); a Ray instance that is already running is used as is and left running. One
+   trial's resources must fit the largest alive node (:func:`check_cluster_resources`).
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
    ``search_algos.tune.make_search_alg``; FIFO or ASHA (resource: epochs); Tune's metric/mode is the
    first objective (the searcher handles all of them); callbacks: :class:`hytnas.callbacks.ProgressCallback`
    and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
+   Failures: ``failure.max_failures`` retries per trial (Tune's ``FailureConfig``) and
+   :class:`FailureGuard` (one line per failure instead of Tune's traceback; stops the search past
+   ``failure.max_failed_trials``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
    kept, unfinished ones continue from their last epoch checkpoint, and the searcher continues
    from the fresher of its Tune snapshot and its write-ahead record ``searcher.json``
    (:mod:`search_algos.tune`), so no trial is lost or repeated even after the driver was killed:
    a trial that started after Tune's last snapshot is retried with the same arch and continues
    its MLflow child run (:mod:`hytnas.tracking`). A failed trial is retried from its last
-   checkpoint ``failure.max_failures`` times (default :data:`DEFAULT_MAX_FAILURES`), e.g. after its
+   checkpoint ``failure.max_failures`` times (default 1), e.g. after its
    worker process died. ``trials.csv`` and ``pareto.csv`` are rewritten atomically each time a trial
    finishes (:class:`hytnas.callbacks.LiveReport`; ``hytnas status`` reads them).
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
@@ -39,6 +45,9 @@ write-ahead record), ``mlflow.db`` + ``mlartifacts/`` + ``tracking.json`` (track
 """
 from __future__ import annotations
 
+import logging
+import pickle
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -46,18 +55,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import cloudpickle
 import pandas as pd
+import ray
+import torch
 import yaml
 from ray import tune
+from ray.tune import Callback, Stopper
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hytnas.callbacks import LiveReport, MlflowTracker, ProgressCallback, SearchRecords
-from hytnas.config import ExperimentConfig, parse_experiment
+from hytnas.config import ExperimentConfig, check_writable, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
 from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
-from hytnas.runtime import init_ray, shutdown
+from hytnas.runtime import init_ray, machine_cpus, shutdown
 from hytnas.tracking import log_artifacts, read_state, ui_command
 from hytnas.trial import is_complete, trial_name
 from hytnas.utils import atomic_write_text
@@ -65,8 +78,6 @@ from trainables.train import train_arch
 
 TUNE_DIR = "tune"
 CONFIG_FILE = "experiment.yaml"
-#: Tune's retries of a failed trial when the config does not say (``failure.max_failures``).
-DEFAULT_MAX_FAILURES = 1
 
 
 class SearchFailed(SearchError):
@@ -83,6 +94,8 @@ class SearchResult:
     ``pareto``: the Pareto-optimal rows, best first objective first. ``interrupted``: fewer
     trials finished than ``budget.num_samples`` within the time budget (Ctrl-C, or a searcher that
     ran out of feasible archs): ``run_search(cfg, resume=True)`` continues the search.
+    ``aborted``: more trials than ``failure.max_failed_trials`` failed for good and the search was
+    stopped. ``error_files``: the ``error.txt`` (Tune's traceback) of every failed trial.
     """
 
     storage_path: Path
@@ -94,6 +107,8 @@ class SearchResult:
     interrupted: bool
     wall_time_s: float
     objectives: tuple[str, ...] = field(default=())
+    aborted: bool = False
+    error_files: tuple[Path, ...] = field(default=())
 
     @property
     def num_done(self) -> int:
@@ -145,18 +160,42 @@ def make_searcher(cfg: ExperimentConfig, space: Any, num_classes: int, in_channe
         raise ConfigError(f"search.options: {exc}") from None
 
 
-def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: bool = True) -> Plan:
-    """Check everything a run needs without creating anything (see the module docstring)."""
+def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: bool = True,
+              address: str | None = None) -> Plan:
+    """Check everything a run needs without creating anything (see the module docstring).
+
+    Without ``address`` (local Ray) one trial's ``resources`` must fit this machine (its CPU
+    affinity, its CUDA GPUs); with ``address`` that is checked against the cluster's nodes after
+    connecting (:func:`check_cluster_resources`). The dataset's ``train_size``/``val_size``/
+    ``test_size`` must fit the split sizes the data module finds after ``prepare_data``.
+    """
     cfg.check_paths()
+    if address is None:
+        cfg.check_resources(machine_cpus(), torch.cuda.device_count())
     space = cfg.build_space()
     dm = make_datamodule(cfg, space.input_size)
     dm.prepare_data()  # DataError naming the missing/bad file; downloads only with dataset.download
+    try:
+        dm.check_sizes()
+    except ConfigError as exc:
+        raise ConfigError(f"dataset.{exc}") from None
     num_classes, in_channels = dm.num_classes, dm.in_channels
     make_searcher(cfg, space, num_classes, in_channels)  # options and constraints are valid
     if check_storage:
+        check_writable(cfg.storage_dir, "storage_path")
         _check_storage(cfg, resume)
     hw = device_wiring(cfg, space, num_classes, in_channels)
     return Plan(cfg, space, num_classes, in_channels, resume, tuple(hw.objectives), tuple(hw.constraints))
+
+
+def check_cluster_resources(cfg: ExperimentConfig) -> None:
+    """ConfigError when one trial's ``resources`` fit no alive node of the running Ray cluster
+    (checked after connecting, before Tune: such a trial would stay pending forever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if nodes:
+        cpus = max(float(n.get("CPU", 0)) for n in nodes)
+        gpus = max(float(n.get("GPU", 0)) for n in nodes)
+        cfg.check_resources(cpus, gpus, where="the largest node of the Ray cluster")
 
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
@@ -231,11 +270,72 @@ def report_comment(cfg: ExperimentConfig) -> str:
     return f"hytnas search {cfg.name}; objectives {', '.join(o.name for o in cfg.get_objectives())}"
 
 
-def max_failures(cfg: ExperimentConfig) -> int:
-    """Tune's retries of a failed trial (from its last checkpoint): ``failure.max_failures`` when the
-    config has it, else :data:`DEFAULT_MAX_FAILURES` (a worker killed mid-trial is retried)."""
-    value = getattr(getattr(cfg, "failure", None), "max_failures", None)
-    return DEFAULT_MAX_FAILURES if value is None else int(value)
+def error_line(error: Any) -> str:
+    """``"Type: first line of the message"`` of a trial's error (the cause of a Ray task error)."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, str):  # the text of error.txt
+        lines = [ln for ln in cause.strip().splitlines() if ln.strip() and not ln.startswith("Failure #")]
+        return lines[-1].strip()[:300] if lines else "unknown error"
+    msg = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {msg}"[:300] if msg else type(cause).__name__
+
+
+def _no_trial_tracebacks(record: logging.LogRecord) -> bool:
+    """Logging filter: drop Tune's per-failure traceback and its list of failed trials
+    (:class:`FailureGuard` prints one line per failure; the traceback stays in ``error.txt``)."""
+    return not str(record.msg).startswith(("Trial task failed", "Trials did not complete"))
+
+
+class FailureGuard(Callback, Stopper):
+    """The ``failure`` section at run time, one object as Tune callback and stopper.
+
+    Prints one line per failed trial (``[hytnas] trial <name> failed: <Type>: <message>;
+    traceback: <trial folder>/error.txt``) and per retry, instead of a traceback, counts the
+    trials that failed for good (after ``failure.max_failures`` retries) and stops the whole
+    search (:meth:`stop_all`) once more than ``max_failed_trials`` did (``None``: never).
+    """
+
+    def __init__(self, max_failed_trials: int | None, *, quiet: bool = False, stream: TextIO | None = None) -> None:
+        self.max_failed_trials = max_failed_trials
+        self.quiet = quiet
+        self._stream = stream
+        self.failed: list[str] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_stream": None}
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=self._stream or sys.stdout, flush=True)
+
+    @staticmethod
+    def _error(trial: Any) -> str:
+        """The trial's latest error as one line, from the error files Tune has just written."""
+        for path in (trial.pickled_error_file, trial.error_file):
+            if path and Path(path).is_file():
+                try:
+                    if path.endswith(".pkl"):
+                        with open(path, "rb") as fh:
+                            return error_line(cloudpickle.load(fh))
+                    return error_line(Path(path).read_text())
+                except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError):
+                    continue
+        return "unknown error"
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._say(f"[hytnas] trial {trial} failed ({self._error(trial)}); retrying it from its last checkpoint "
+                  f"(retry {trial.run_metadata.num_failures} of {trial.max_failures})")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.failed.append(str(trial))
+        where = Path(trial.path) / "error.txt" if trial.path else trial.error_file
+        self._say(f"[hytnas] trial {trial} failed: {self._error(trial)}; traceback: {where}")
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.max_failed_trials is not None and len(self.failed) > self.max_failed_trials
 
 
 def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | None = None,
@@ -262,6 +362,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
     first = cfg.get_objectives()[0]
     searcher = search_alg if search_alg is not None else make_searcher(cfg, plan.space, plan.num_classes,
                                                                         plan.in_channels, record=True)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).addFilter(_no_trial_tracebacks)
+    guard = FailureGuard(cfg.failure.max_failed_trials, quiet=quiet)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -272,11 +375,12 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
-            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), *callbacks],
+            callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), guard,
+                       *callbacks],
             # every epoch checkpoint is kept: Tune's last experiment snapshot may name an older one than the
             # newest (num_to_keep deletes it, and a resume after a killed driver then cannot restore the trial)
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-            failure_config=tune.FailureConfig(max_failures=max_failures(cfg)), verbose=0, log_to_file=True,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None), stop=guard,
+            failure_config=tune.FailureConfig(max_failures=cfg.failure.max_failures), verbose=0, log_to_file=True,
         ),
     )
 
@@ -291,9 +395,10 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
     """
     out = stream or sys.stdout
     t0 = time.monotonic()
-    plan = preflight(cfg, resume=resume)
+    plan = preflight(cfg, resume=resume, address=address)
     started = init_ray(address)
     try:
+        check_cluster_resources(cfg)
         storage = cfg.storage_dir
         storage.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -309,8 +414,7 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
         except (RuntimeError, OSError) as exc:  # Tune's own failures (e.g. a worker killed for memory)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise SearchFailed(
-                f"the search stopped: {first[:300]}; its state is saved, continue with: "
-                f"hytnas search {storage / CONFIG_FILE} --resume"
+                f"the search stopped: {first[:300]}; its state is saved, continue with: {resume_command(cfg)}"
             ) from exc
         result = _collect(cfg, plan, grid, time.monotonic() - t0)
     finally:
@@ -347,7 +451,10 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
     over_time = cfg.budget.time_budget_s is not None and wall_s >= cfg.budget.time_budget_s
     # Tune returns normally after Ctrl-C (SIGINT) or SIGUSR1: unfinished trials or fewer trials than
     # asked for (within the time budget) mean the search can be continued with --resume
-    interrupted = not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
+    errors = [r for r in grid if r.error is not None]
+    limit = cfg.failure.max_failed_trials
+    aborted = limit is not None and len(errors) > limit
+    interrupted = not aborted and not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
     parent = None
     if cfg.mlflow.enabled:
         state = read_state(storage)
@@ -359,7 +466,8 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
                 "pareto_size": float(df["pareto"].sum())})
     front = sort_front(df[df["pareto"]], objectives)
     return SearchResult(storage, df, front, files, cfg.tracking_uri if cfg.mlflow.enabled else None, parent,
-                        interrupted, wall_s, tuple(o.name for o in objectives))
+                        interrupted, wall_s, tuple(o.name for o in objectives), aborted,
+                        tuple(Path(r.path) / "error.txt" for r in errors if r.path))
 
 
 def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
@@ -380,9 +488,29 @@ def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
         lines.append(f"MLflow:  {ui_command(result.tracking_uri)}")
     if result.interrupted:
         lines.append(f"the search stopped after {len(df)} of {cfg.budget.num_samples} trials (interrupted, or the searcher "
-                     f"ran out of feasible archs); continue it with: hytnas search {cfg.storage_dir / CONFIG_FILE} --resume")
+                     f"ran out of feasible archs); continue it with: {resume_command(cfg)}")
     return "\n".join(lines)
 
 
+def resume_command(cfg: ExperimentConfig) -> str:
+    """``hytnas search <storage>/experiment.yaml --resume``, quoted for a POSIX shell."""
+    return f"hytnas search {shlex.quote(str(cfg.storage_dir / CONFIG_FILE))} --resume"
+
+
+def failure_message(result: SearchResult, cfg: ExperimentConfig) -> str | None:
+    """One line when a trial failed for good (how many, where the first traceback is) or the
+    search was aborted for it; ``None`` when no trial failed."""
+    n = max(result.num_failed, len(result.error_files))  # a trial whose worker died before its config is in error_files only
+    if n == 0 and not result.aborted:
+        return None
+    where = f"; traceback: {result.error_files[0]}" if result.error_files else ""
+    more = f" (and {len(result.error_files) - 1} more error.txt in the trial folders)" if len(result.error_files) > 1 else ""
+    if result.aborted:
+        return (f"the search was aborted: {n} trials failed, more than failure.max_failed_trials="
+                f"{cfg.failure.max_failed_trials}{where}{more}")
+    return f"{n} of {len(result.trials)} trials failed{where}{more}"
+
+
 __all__ = ["SearchFailed", "SearchResult", "Plan", "preflight", "build_tuner", "run_search",
-           "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary"]
+           "make_searcher", "make_trainable", "make_scheduler", "make_callbacks", "summary",
+           "FailureGuard", "check_cluster_resources", "failure_message", "resume_command"]

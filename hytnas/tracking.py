@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -76,8 +77,9 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def ui_command(tracking_uri: str) -> str:
-    """The exact command that browses a tracking store, bound to localhost."""
-    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    """The exact command that browses a tracking store, bound to localhost (the URI quoted for a
+    POSIX shell, so a storage path with spaces can be pasted as is)."""
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
 def quiet_mlflow_logs() -> None:

@@ -32,6 +32,7 @@ FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t1
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = "test_batch"
+CIFAR10_PER_BATCH = 10000
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 PROBE_TIMEOUT_S = 5.0
@@ -124,6 +125,18 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def idx_length(path: Path) -> int:
+    """The first dimension (items) an IDX file's header announces, reading only the header."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            head = fh.read(8)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc}); replace it with an intact copy") from None
+    if len(head) < 8 or head[:3] != b"\x00\x00\x08":
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number); expected a Fashion-MNIST *-idx?-ubyte[.gz] file")
+    return int(struct.unpack(">I", head[4:8])[0])
+
+
 def write_idx(path: Path, arr: np.ndarray, compresslevel: int = 6) -> None:
     """``arr`` as an IDX file of unsigned bytes (the Fashion-MNIST format :func:`read_idx` reads),
     gzip-compressed when ``path`` ends in ``.gz``."""
@@ -186,7 +199,7 @@ class FashionMNISTDataModule(ArrayDataModule):
         found = find_idx_folder(self._local_folders())
         if found is None and self.download:
             found = self._download()
-        if found is None:
+        if found is None and self.root is None:  # only root=None falls back to the system copy
             found = find_idx_folder(list(FASHION_MNIST_SYSTEM_DIRS))
             if found is not None:
                 log.info("fashion-mnist: no idx files in %s; using %s", self._root(), found)
@@ -195,6 +208,12 @@ class FashionMNISTDataModule(ArrayDataModule):
             if partial:
                 missing = next(s for s in FASHION_MNIST_FILES if not _idx_file(partial[0], s))
                 raise DataError(f"fashion-mnist: {partial[0]} lacks {missing}[.gz]; it needs all of {', '.join(FASHION_MNIST_FILES)}")
+            if self.root is not None:
+                raise DataError(
+                    f"dataset.root: {self.root} holds no fashion-mnist data (the 4 idx files {', '.join(FASHION_MNIST_FILES)}"
+                    f"[.gz]{'' if self.download else ', and dataset.download is false'}); point dataset.root at "
+                    "them, or set dataset.root: null for the default locations"
+                )
             raise DataError(
                 f"fashion-mnist: no data in {self._root()} and no download{'' if self.download else ' (download=False)'}; "
                 f"install it offline with `apt-get install dataset-fashion-mnist`, allow internet access, "
@@ -218,6 +237,11 @@ class FashionMNISTDataModule(ArrayDataModule):
 
     def prepare_data(self) -> None:
         self._source()
+
+    def pool_sizes(self) -> tuple[int, int | None]:
+        folder = self._source()
+        return (idx_length(_idx_file(folder, FASHION_MNIST_FILES[0])),
+                idx_length(_idx_file(folder, FASHION_MNIST_FILES[2])))
 
     def _load_arrays(self):
         folder = self._source()
@@ -310,10 +334,13 @@ class CIFAR10DataModule(ArrayDataModule):
                     log.warning("cifar10: download failed (%s)", exc)
         missing = next(f for f in (*CIFAR10_TRAIN, CIFAR10_TEST) if not (folder / f).is_file())
         raise DataError(
-            f"cifar10: {folder / missing} is missing; expected the torchvision layout "
+            f"{'cifar10' if self.root is None else 'dataset.root'}: {folder / missing} is missing; expected the torchvision layout "
             f"<root>/{CIFAR10_FOLDER}/{{{','.join(CIFAR10_TRAIN)},{CIFAR10_TEST}}} "
             f"(set dataset.root, or allow internet access to download it)"
         )
+
+    def pool_sizes(self) -> tuple[int, int | None]:
+        return CIFAR10_PER_BATCH * len(CIFAR10_TRAIN), CIFAR10_PER_BATCH  # the official batches
 
     def _load_arrays(self):
         folder = self._folder()

@@ -271,6 +271,18 @@ class ImageDataModule(pl.LightningDataModule):
     def _build_sets(self) -> tuple[_BatchedDataset, _BatchedDataset, _BatchedDataset]:
         raise NotImplementedError
 
+    def pool_sizes(self) -> tuple[int, int | None]:
+        """``(images of the train pool, images of the official test split or None)``, found
+        cheaply (file headers, file counts) after :meth:`prepare_data`, without loading the data."""
+        raise NotImplementedError
+
+    def check_sizes(self) -> None:
+        """ConfigError naming ``train_size``/``val_size``/``test_size`` when the data holds fewer
+        images than asked (the message gives the available count); call after :meth:`prepare_data`."""
+        n_train, n_test = self.pool_sizes()
+        split_indices(n_train, n_test, train_size=self.train_size, val_size=self.val_size,
+                      test_size=self.test_size, seed=self.seed, dataset=self.name)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return

@@ -123,7 +123,10 @@ class ImageFolderDataModule(ImageDataModule):
         self._scan: tuple[list[str], list[str], np.ndarray, int | None] | None = None
         self._decoded_arr: np.ndarray | None = None
         self._decoded_done = False
-        self._scan_folders()  # fail fast (one DataError line) on a missing or malformed folder
+        try:
+            self._scan_folders()  # fail fast (one DataError line) on a missing or malformed folder
+        except DataError as exc:
+            raise DataError(f"dataset.root: {exc}") from None
 
     @classmethod
     def layout(cls) -> str:
@@ -171,6 +174,10 @@ class ImageFolderDataModule(ImageDataModule):
 
     def prepare_data(self) -> None:
         self._decoded()
+
+    def pool_sizes(self) -> tuple[int, int | None]:
+        _, files, _, n_train = self._scan_folders()
+        return (len(files), None) if n_train is None else (n_train, len(files) - n_train)
 
     def _decoded(self) -> np.ndarray | None:
         """The memory-mapped decoded folder (built on first use), or None to decode on the fly."""

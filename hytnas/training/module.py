@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from hytnas.config import TrainSettings
-from hytnas.errors import ConfigError
+from hytnas.errors import ConfigError, TrainingError
 from hytnas.models import ArchCfg, build_model
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,9 @@ class HybridClassifier(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = F.cross_entropy(self(x), y, label_smoothing=self.settings.label_smoothing)
+        if not torch.isfinite(loss):  # diverged: fail the trial now (Tune retries it at most failure.max_failures times)
+            raise TrainingError(f"training loss is {loss.item()} at epoch {self.current_epoch} (batch {batch_idx}); "
+                                "lower training.lr or use gradient-friendlier settings")
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.shape[0])
         return loss
 

@@ -208,3 +208,35 @@ def test_training_section_is_the_train_settings():
     assert parse_experiment({"name": "x"}).training == training.TrainSettings()
     with pytest.raises(ConfigError, match=r"^training\.lr: must be > 0 \(got 0\)$"):
         parse_experiment({"name": "x", "training": {"lr": 0}})
+
+
+# ------------------------------------------------------------------ strict types, failure section
+@pytest.mark.parametrize("section,key,value,message", [
+    ("budget", "num_samples", "4", "budget.num_samples: must be an integer, not the string '4'; write it without quotes"),
+    ("training", "channels_last", "yes", "training.channels_last: must be true or false, not the string 'yes'"),
+    ("training", "lr", "0.01", "training.lr: must be a number, not the string '0.01'"),
+    ("failure", "max_failures", "2", "failure.max_failures: must be an integer, not the string '2'"),
+    ("budget", "num_samples", 4.5, "budget.num_samples: must be an integer (got 4.5)"),
+])
+def test_quoted_numbers_and_bools_are_errors(section, key, value, message):
+    with pytest.raises(ConfigError) as exc:
+        parse_experiment({"name": "x", section: {key: value}})
+    assert str(exc.value).startswith(message)
+    assert "\n" not in str(exc.value)
+
+
+def test_strict_keeps_ints_for_floats_and_set_values_are_yaml():
+    cfg = parse_experiment({"name": "x", "training": {"lr": 1, "lr_decay": 1}, "budget": {"time_budget_s": 60}})
+    assert cfg.training.lr == 1.0 and isinstance(cfg.training.lr, float)
+    data = apply_overrides({"name": "x"}, ["budget.num_samples=4", "training.channels_last=true", "training.lr=1e-3"])
+    cfg = parse_experiment(data)
+    assert (cfg.budget.num_samples, cfg.training.channels_last, cfg.training.lr) == (4, True, 1e-3)
+    with pytest.raises(ConfigError, match="^budget.num_samples: must be an integer, not the string '4'"):
+        parse_experiment(apply_overrides({"name": "x"}, ["budget.num_samples='4'"]))  # quoted on the command line
+
+
+def test_failure_section_defaults_and_bounds():
+    cfg = parse_experiment({"name": "x"})
+    assert (cfg.failure.max_failures, cfg.failure.max_failed_trials) == (1, None)
+    with pytest.raises(ConfigError, match=r"^failure.max_failed_trials: must be >= 0 \(got -1\)"):
+        parse_experiment({"name": "x", "failure": {"max_failed_trials": -1}})

@@ -214,17 +214,29 @@ def test_fashion_mnist_falls_back_to_system_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(arrays, "FASHION_MNIST_SYSTEM_DIRS", (system,))
     calls = []
     monkeypatch.setattr(arrays, "online", lambda url, timeout=0: calls.append(url) or False)
-    dm = get_datamodule("fashion-mnist", root=tmp_path / "empty", input_size=28, download=True)
+    dm = get_datamodule("fashion-mnist", root=None, input_size=28, download=True)  # only root=None falls back
     dm.prepare_data()
     dm.setup()
     assert calls, "download=True must try the network first"
     assert (len(dm.train_set) + len(dm.val_set), len(dm.test_set)) == (30, 10)
 
 
+def test_fashion_mnist_explicit_empty_root_does_not_fall_back(tmp_path, monkeypatch):
+    system = make_fmnist(tmp_path / "usr-share", n_train=30, n_test=10)
+    monkeypatch.setattr(arrays, "FASHION_MNIST_SYSTEM_DIRS", (system,))
+    (tmp_path / "empty").mkdir()
+    for download in (False, True):
+        dm = get_datamodule("fashion-mnist", root=tmp_path / "empty", input_size=28, download=download)
+        with pytest.raises(DataError) as exc:
+            dm.prepare_data()
+        msg = first_line_only(exc)
+        assert msg.startswith(f"dataset.root: {tmp_path / 'empty'} holds no fashion-mnist data")
+
+
 @pytest.mark.skipif(not (SYSTEM_FMNIST / "train-images-idx3-ubyte.gz").is_file(), reason="dataset-fashion-mnist not installed")
 def test_fashion_mnist_real_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(arrays, "FASHION_MNIST_SYSTEM_DIRS", (SYSTEM_FMNIST,))
-    dm = get_datamodule("fashion-mnist", root=tmp_path / "empty", input_size=28, train_size=100, val_size=50,
+    dm = get_datamodule("fashion-mnist", root=None, input_size=28, train_size=100, val_size=50,
                         test_size=50, download=False)
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (100, 50, 50)
@@ -233,7 +245,7 @@ def test_fashion_mnist_real_debian_package(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_nowhere_is_one_line(tmp_path):
-    dm = get_datamodule("fashion-mnist", root=tmp_path / "nothing", input_size=28, download=False)
+    dm = get_datamodule("fashion-mnist", root=None, input_size=28, download=False)  # default folder: empty
     with pytest.raises(DataError) as exc:
         dm.prepare_data()
     msg = first_line_only(exc)

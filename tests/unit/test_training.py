@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from hytnas.data.arrays import ArrayDataModule
-from hytnas.errors import ConfigError
+from hytnas.errors import ConfigError, TrainingError
 from hytnas.models import ArchCfg, BlockCfg
 from hytnas.training import OPTIMIZERS, HybridClassifier, TrainSettings, make_trainer, train_candidate
 
@@ -197,3 +197,13 @@ def test_training_and_data_import_neither_ray_nor_mlflow():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] in ("ray", "mlflow") for n in names), f"{path} imports {names}"
+
+
+def test_nan_training_loss_fails_with_one_clear_error():
+    module = HybridClassifier(TINY, CLASSES, 1, SIZE)
+    module.log = lambda *a, **kw: None  # no Trainer here
+    x, y = torch.full((8, 1, SIZE, SIZE), float("nan")), torch.arange(8) % CLASSES
+    with pytest.raises(TrainingError) as exc:
+        module.training_step((x, y), 3)
+    assert str(exc.value).startswith("training loss is nan at epoch 0 (batch 3)")
+    assert isinstance(exc.value, RuntimeError)
