@@ -47,7 +47,6 @@ import io
 import logging
 import math
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,6 +58,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hytnas.config import check_writable
 from hytnas.costs import arch_costs, measure_latency
 from hytnas.data import make_datamodule
 from hytnas.errors import ConfigError, DataError, HytnasError
@@ -130,9 +130,11 @@ def export_models(
     if fmt == "onnx":
         _require_onnx()
     cfg = load_saved_experiment(d)
+    out_dir = Path(out) if out is not None else d / "export"
+    check_writable(out_dir, "--out")  # one line before anything is read, built or written
     space = cfg.build_space()
     rows = _select(d, trial)
-    out_dir = _writable_dir(Path(out) if out is not None else d / "export")
+    out_dir.mkdir(parents=True, exist_ok=True)
     data = _data(cfg, space.input_size, calib_images, eval_images) if quantize else None
     norm = make_datamodule(cfg, space.input_size).batch_transform(False)  # no data read
     normalise = {"mean": list(norm.mean), "std": list(norm.std), "scale": "pixel / 255"}
@@ -196,16 +198,6 @@ def _select(d: Path, trial: str | None) -> pd.DataFrame:
         known = ", ".join(df["trial_id"].astype(str)) or "none"
         raise ConfigError(f"--trial: no trial {trial!r} in {d}; its trials are {known}")
     return rows
-
-
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"--out: {path} is not a writable folder ({exc.strerror or type(exc).__name__})") from None
-    return path
 
 
 @dataclass(frozen=True)
