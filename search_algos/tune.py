@@ -32,7 +32,7 @@ from ray import tune
 from ray.tune.search import Searcher as RaySearcher
 
 from hytnas.errors import SearchError
-from hytnas.space import Space
+from hytnas.space import Arch, Space
 from hytnas.utils import atomic_write_json
 from search_algos.base import Searcher
 from search_algos.factory import make_searcher
@@ -59,6 +59,11 @@ class TuneSearcher(RaySearcher):
     @max_concurrent.setter
     def max_concurrent(self, value: int) -> None:
         self.record.max_concurrent = int(value)
+
+    @property
+    def trials(self) -> dict[str, Arch]:
+        """Trial id -> arch of the trials handed out and not finished."""
+        return {tid: e.arch for tid, e in self.record.trials.items()}
 
     @property
     def state_path(self) -> Path | None:
