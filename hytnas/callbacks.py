@@ -7,8 +7,8 @@
 - :class:`Completions`: the final results of the trials in completion order (the benchmark's record).
 - :class:`SearchRecords`: once per driver process, before Tune asks for the first new trial,
   reconciles the searcher's write-ahead record with the trials of the (restored) Tune
-  experiment (:meth:`search_algos.tune.TuneSearcher.reconcile`): archs of trials Tune forgot
-  are retried first.
+  experiment (:meth:`search_algos.tune.TuneSearcher.reconcile`): trials Tune forgot (running or
+  finished) are continued first, from their checkpoints, without a second observation.
 - :class:`LiveReport`: ``trials.csv`` and ``pareto.csv`` rewritten atomically each time a trial
   finishes (:func:`hytnas.report.trials_frame` + :func:`hytnas.report.write_report`, the code path
   of the end of a search, without the plot), so that a killed search leaves its results readable.
@@ -135,7 +135,7 @@ class SearchRecords(Callback):
         lost = self.searcher.reconcile(t.trial_id for t in trials)
         if lost:
             log.warning(
-                "hytnas: %d trial(s) started after Ray Tune's last snapshot (%s); their archs are retried",
+                "hytnas: %d trial(s) started after Ray Tune's last snapshot (%s); continued under new trial ids",
                 len(lost),
                 ", ".join(lost),
             )

@@ -72,11 +72,10 @@ from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, machine_cpus, shutdown
 from hytnas.tracking import log_artifacts, read_state, ui_command
-from hytnas.trial import is_complete, trial_name
+from hytnas.trial import TUNE_DIR, is_complete, prune_checkpoints, trial_name
 from hytnas.utils import atomic_write_text
 from trainables.train import train_arch
 
-TUNE_DIR = "tune"
 CONFIG_FILE = "experiment.yaml"
 
 
@@ -348,7 +347,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
     trainable (e.g. ``trainables.lookup``; resources are still ``cfg.resources``). The experiment
     folder is not checked here (:func:`run_search` does that). With ``resume=True`` the Tuner is
     restored from ``<storage>/tune``; Tune then uses the searcher, scheduler and callbacks it
-    saved with the experiment.
+    saved with the experiment. Every epoch checkpoint of a trial is kept while the search runs
+    (``num_to_keep=None``: a resume may restore any one a stale Tune snapshot names);
+    :func:`run_search` deletes a finished trial's older ones once Tune's final snapshot is written.
     """
     if plan is None:
         plan = preflight(cfg, resume=resume, check_storage=False)
@@ -377,8 +378,9 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
             name=TUNE_DIR, storage_path=str(cfg.storage_dir),
             callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), guard,
                        *callbacks],
-            # every epoch checkpoint is kept: Tune's last experiment snapshot may name an older one than the
-            # newest (num_to_keep deletes it, and a resume after a killed driver then cannot restore the trial)
+            # every epoch checkpoint is kept while the search runs: Tune's last experiment snapshot may name an
+            # older one than the newest (num_to_keep deletes it, and a resume after a killed driver then cannot
+            # restore the trial); run_search prunes a finished trial's older ones after Tune's final snapshot
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None), stop=guard,
             failure_config=tune.FailureConfig(max_failures=cfg.failure.max_failures), verbose=0, log_to_file=True,
         ),
@@ -425,7 +427,9 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
 
 
 def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> SearchResult:
-    """Trial records from Tune's ``ResultGrid`` -> report files (+ MLflow artifacts)."""
+    """Trial records from Tune's ``ResultGrid`` -> report files (+ MLflow artifacts). Called after
+    ``fit`` returned (Tune's final snapshot is written): a finished trial keeps only its latest
+    checkpoint (:func:`hytnas.trial.prune_checkpoints`)."""
     storage = cfg.storage_dir
     records = []
     for r in grid:
@@ -439,6 +443,8 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
         else:
             status = "pending"
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
+        if ckpt and status in ("done", "stopped"):  # finished: Tune's final snapshot names this checkpoint
+            prune_checkpoints(Path(ckpt).parent, ckpt)
         if ckpt and Path(ckpt).is_relative_to(storage):
             ckpt = str(Path(ckpt).relative_to(storage))
         if r.config:

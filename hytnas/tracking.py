@@ -18,14 +18,14 @@ versioned plain dict written atomically), and a trial's child run is found again
 ``ray_trial_id`` tag under that parent.
 
 After a crash (a killed driver): a trial that started after Ray Tune's last experiment snapshot
-is unknown to the resumed experiment, but its child run exists (RUNNING, no final result). The
-searcher's write-ahead record (:mod:`search_algos.tune`) hands its arch out again to a new trial;
-that trial **continues the orphan run** (:meth:`MlflowLogger.orphan_run`: same ``hytnas.arch_id``,
-no ``hytnas.status``, a ``ray_trial_id`` Tune does not know): ``ray_trial_id`` is updated and the
-lost id is kept in ``hytnas.retried_trial_ids``; its metric history may hold the lost attempt's
-epochs before the retry's. At the end of every (resumed) run, a RUNNING child run whose trial Tune
-does not know is closed as KILLED with the tag ``hytnas.killed_reason``
-(:meth:`MlflowLogger.close_orphans`); a later retry of its arch still continues it. Result:
+is unknown to the resumed experiment (running or even finished), but its child run exists. The
+searcher's write-ahead record (:mod:`search_algos.record`) hands its arch out again to a new trial
+whose config names the lost trial ids (:func:`hytnas.trial.retry_of`); that trial **continues the
+lost trial's run** (:meth:`MlflowLogger.earlier_run`): ``ray_trial_id`` is updated, the lost id is
+kept in ``hytnas.retried_trial_ids``, and its metric history may hold the lost attempt's epochs
+before the retry's. At the end of every (resumed) run, a RUNNING child run whose trial Tune does
+not know is closed as KILLED with the tag ``hytnas.killed_reason``
+(:meth:`MlflowLogger.close_orphans`); a later retry of its trial still continues it. Result:
 one child run per trial and none left RUNNING. The default store is ``sqlite:///<storage>/mlflow.db``
 with artifacts in ``<storage>/mlartifacts``.
 """
@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from hytnas.errors import ConfigError
-from hytnas.trial import is_complete
+from hytnas.trial import is_complete, retry_of
 from hytnas.utils import atomic_write_json
 
 STATE_FILE = "tracking.json"
@@ -167,10 +167,10 @@ class MlflowLogger:
             self.start()
 
     # ------------------------------------------------------------------ child runs
-    def child_run(self, trial: Any, known: Iterable[str] = ()) -> str:
-        """The child run of ``trial``: found again by its ``ray_trial_id`` tag, else the orphan
-        run of its arch (:meth:`orphan_run`; re-tagged with this trial id), else created.
-        ``known``: the trial ids of the Tune experiment (their runs are never orphans)."""
+    def child_run(self, trial: Any) -> str:
+        """The child run of ``trial``: found again by its ``ray_trial_id`` tag, else the run of the
+        earlier trial it continues (:meth:`earlier_run`; re-tagged with this trial id, the earlier
+        id appended to :data:`RETRY_TAG`), else created."""
         tid = str(trial.trial_id)
         if tid in self._children:
             return self._children[tid]
@@ -182,18 +182,19 @@ class MlflowLogger:
         )
         arch = self.space.from_config(trial.config)
         arch_id = self.space.arch_id(arch)
-        orphan = None if found else self.orphan_run(arch_id, {*known, tid})
+        earlier = None if found else self.earlier_run(retry_of(trial.config))
         if found:
             run_id = found[0].info.run_id
             client.update_run(run_id, status="RUNNING")
-        elif orphan is not None:
-            run_id = orphan.info.run_id
-            lost = orphan.data.tags.get("ray_trial_id", "")
-            before = orphan.data.tags.get(RETRY_TAG, "")
+        elif earlier is not None:
+            run_id = earlier.info.run_id
+            lost = earlier.data.tags.get("ray_trial_id", "")
+            before = earlier.data.tags.get(RETRY_TAG, "")
             client.set_tag(run_id, RETRY_TAG, f"{before},{lost}".strip(",")[:_MAX_PARAM])
             client.set_tag(run_id, "ray_trial_id", tid)
-            if KILLED_TAG in orphan.data.tags:
-                client.delete_tag(run_id, KILLED_TAG)
+            for tag in (KILLED_TAG, "hytnas.status"):
+                if tag in earlier.data.tags:
+                    client.delete_tag(run_id, tag)
             client.update_run(run_id, status="RUNNING")
         else:
             run = client.create_run(self.experiment_id, run_name=f"{tid}-{arch_id[:6]}", tags={
@@ -210,17 +211,14 @@ class MlflowLogger:
         flt = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'" + (f" and {extra_filter}" if extra_filter else "")
         return list(self.client.search_runs([self.experiment_id], filter_string=flt, max_results=10_000))
 
-    def orphan_run(self, arch_id: str, known: Iterable[str]) -> Any | None:
-        """The child run of ``arch_id`` left by a trial Tune forgot: no final result (no
-        ``hytnas.status`` tag), status RUNNING (or KILLED by :meth:`close_orphans`) and a
-        ``ray_trial_id`` not in ``known``. The searcher hands such an arch out again to a new
-        trial (:meth:`search_algos.tune.TuneSearcher.reconcile`), which continues this run."""
-        known = {str(t) for t in known}
-        for run in self._child_runs(f"tags.`hytnas.arch_id` = '{arch_id}'"):
-            tags = run.data.tags
-            if ("hytnas.status" not in tags and run.info.status in ("RUNNING", "KILLED")
-                    and tags.get("ray_trial_id") not in known):
-                return run
+    def earlier_run(self, trial_ids: Iterable[str]) -> Any | None:
+        """The child run of the first of ``trial_ids`` that has one: the earlier trials a retried
+        trial continues (:func:`hytnas.trial.retry_of`, newest first), which the Tune experiment
+        forgot after a killed driver."""
+        for lost in trial_ids:
+            runs = self._child_runs(f"tags.ray_trial_id = '{lost}'")
+            if runs:
+                return runs[0]
         return None
 
     def close_orphans(self, known: Iterable[str]) -> list[str]:
@@ -236,12 +234,12 @@ class MlflowLogger:
         return closed
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.child_run(trial, _ids(trials))
+        self.child_run(trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         from mlflow.entities import Metric
 
-        run_id = self.child_run(trial, _ids(trials))
+        run_id = self.child_run(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(result[k]), now, step) for k in LOGGED_METRICS
@@ -250,14 +248,14 @@ class MlflowLogger:
             self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.child_run(trial, _ids(trials))
+        run_id = self.child_run(trial)
         epochs = (self.config.get("training") or {}).get("epochs")
         done = is_complete(trial.last_result, epochs)
         self.client.set_tag(run_id, "hytnas.status", "done" if done else "stopped")
         self.client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.child_run(trial, _ids(trials))
+        run_id = self.child_run(trial)
         self.client.set_tag(run_id, "hytnas.status", "failed")
         self.client.set_tag(run_id, "hytnas.error", _error_line(trial)[:_MAX_PARAM])
         self.client.set_terminated(run_id, "FAILED")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ RESULT_KEYS = (
 )
 #: What :func:`trial_status` returns.
 STATUSES = ("done", "stopped", "failed", "running", "pending")
+
+#: Trial config key of a trial that continues earlier trials of its arch which the Ray Tune experiment
+#: forgot (a killed driver): their ids, comma-separated, newest first (see :mod:`search_algos.record`).
+RETRY_OF_KEY = "retry_of"
+#: The Ray Tune folder in an experiment folder: ``<storage>/tune/trial_<id>/checkpoint_<n>``.
+TUNE_DIR = "tune"
 
 CKPT_FILE = "lightning.ckpt"
 WEIGHTS_FILE = "model.pt"
@@ -82,6 +89,41 @@ def trial_status(
 def trial_name(trial: Any) -> str:
     """Short trial names and folders: ``trial_<id>`` (the genes are in the trial's params)."""
     return f"trial_{trial.trial_id}"
+
+
+def retry_of(config: Mapping[str, Any] | None) -> list[str]:
+    """The earlier trial ids a trial config continues (:data:`RETRY_OF_KEY`), newest first."""
+    value = (config or {}).get(RETRY_OF_KEY) or ""
+    return [t for t in str(value).split(",") if t]
+
+
+def newest_checkpoint(tune_dir: str | Path, trial_ids: list[str]) -> Path | None:
+    """The newest complete checkpoint folder of the first of ``trial_ids`` that has one (their
+    folders ``<tune_dir>/trial_<id>/checkpoint_<n>``): :data:`CKPT_FILE` and :data:`WEIGHTS_FILE`
+    present and its :data:`STATE_FILE` readable; None when there is none."""
+    for tid in trial_ids:
+        folders = sorted(Path(tune_dir, f"trial_{tid}").glob("checkpoint_*"), reverse=True)
+        for folder in folders:
+            if (folder / CKPT_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+                try:
+                    read_trial_state(folder)
+                except DataError:
+                    continue
+                return folder
+    return None
+
+
+def prune_checkpoints(trial_dir: str | Path, keep: str | Path) -> list[Path]:
+    """Delete the ``checkpoint_*`` folders of ``trial_dir`` other than ``keep`` (the trial's
+    latest); returns those deleted. Only for a finished trial whose latest checkpoint a written Ray
+    Tune snapshot names (an older snapshot may name an older checkpoint)."""
+    keep = Path(keep).resolve()
+    gone = []
+    for folder in sorted(Path(trial_dir).glob("checkpoint_*")):
+        if folder.is_dir() and folder.resolve() != keep:
+            shutil.rmtree(folder)
+            gone.append(folder)
+    return gone
 
 
 def new_state(

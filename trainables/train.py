@@ -21,7 +21,11 @@ What a trial does:
    ``train_time_s`` and ``done: True``.
 
 Reported keys and the checkpoint folder (one per epoch; Tune keeps the latest): the trial
-protocol of :mod:`hytnas.trial`. A restored trial continues from its ``lightning.ckpt``.
+protocol of :mod:`hytnas.trial`. A restored trial continues from its ``lightning.ckpt``; a trial
+whose config continues trials the Tune experiment forgot (:data:`hytnas.trial.RETRY_OF_KEY`, after
+a killed driver), or that Tune restored without a checkpoint, continues from the newest checkpoint
+in its own folder or else in those trials' folders (:func:`hytnas.trial.newest_checkpoint`): a
+finished trial that Tune forgot is not retrained.
 """
 from __future__ import annotations
 
@@ -42,7 +46,17 @@ from hytnas.devices import trial_latency_ms
 from hytnas.models import build_model
 from hytnas.objectives import COST_METRICS
 from hytnas.training import TrainSettings, train_candidate
-from hytnas.trial import CKPT_FILE, EPOCH_METRICS, FINAL_METRICS, new_state, read_trial_state, write_trial_files
+from hytnas.trial import (
+    CKPT_FILE,
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    TUNE_DIR,
+    new_state,
+    newest_checkpoint,
+    read_trial_state,
+    retry_of,
+    write_trial_files,
+)
 
 
 class EpochReporter(pl.Callback):
@@ -108,6 +122,11 @@ def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
 
     with tempfile.TemporaryDirectory(prefix="hytnas-trial-") as work:
         restored_dir, saved = _restore(tune.get_checkpoint(), Path(work) / "restored")
+        if restored_dir is None:  # Tune's snapshot had no checkpoint of it (a killed driver): its folder's
+            # newest, or that of the earlier trials it continues (forgotten by Tune)
+            found = newest_checkpoint(cfg.storage_dir / TUNE_DIR, [tune.get_context().get_trial_id(), *retry_of(config)])
+            if found is not None:
+                restored_dir, saved = _restore(tune.Checkpoint.from_directory(str(found)), Path(work) / "restored")
         latency = saved.get("latency_ms") if saved else None
         if latency is None:
             latency = host_latency_ms(arch_cfg, cfg, *shapes)

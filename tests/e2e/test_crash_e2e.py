@@ -4,7 +4,8 @@ and a real Fashion-MNIST subset, killed with SIGKILL and resumed with ``--resume
 - the driver is killed twice, each time right after a trial started (its MLflow child run exists,
   without metrics). Tune's periodic experiment snapshot is switched off
   (``TUNE_GLOBAL_CHECKPOINT_S``), so that trial started after the last snapshot: the resumed Tune
-  experiment does not know it. Afterwards the records agree: 8 trials, 8 archs, 8 child runs with
+  experiment does not know it, nor the trials that finished after that snapshot (continued from
+  their final checkpoints, not told twice). Afterwards the records agree: 8 trials, 8 archs, 8 child runs with
   their metrics, none RUNNING, 8 observations in the searcher's record, ``pareto.csv`` = the front
   of the MLflow metrics;
 - a trial's worker process is killed mid-training: Tune retries it from its checkpoint

@@ -140,8 +140,8 @@ def test_tune_adapter_saves_the_core_state_and_its_trials(name, tmp_path):
     path = tmp_path / "tune-state.json"
     a.save(path)
     state = json.loads(path.read_text())
-    assert state["format"] == "hytnas-tune-searcher" and state["version"] == 1 and state["max_concurrent"] == 2
-    assert state["trials"] == {"t5": SPACE.to_vector(SPACE.from_config(cfgs[-1]))}
+    assert state["format"] == "hytnas-tune-searcher" and state["version"] == 2 and state["max_concurrent"] == 2
+    assert state["trials"] == {"t5": {"genes": SPACE.to_vector(SPACE.from_config(cfgs[-1])), "after": [], "told": False}}
     assert state["searcher"]["searcher"] == name and state["searcher"]["version"] == 2
     b = build_tune(name, seed=123, max_concurrent=1)
     b.restore(path)
@@ -219,7 +219,7 @@ def test_core_and_adapter_files_are_not_interchangeable(tmp_path):
     core, tune = tmp_path / "core.json", tmp_path / "tune.json"
     build("random").save(core)
     build_tune("random").save(tune)
-    with pytest.raises(SearchError, match="not a version-1 hytnas-tune-searcher"):
+    with pytest.raises(SearchError, match="not a version-2 hytnas-tune-searcher"):
         build_tune("random").restore(core)
     with pytest.raises(SearchError, match="not a hytnas-searcher-state"):
         build("random").restore(tune)
