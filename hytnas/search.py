@@ -12,7 +12,9 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    searcher and its options, and the experiment folder (a folder that already holds a search is
    refused unless ``resume=True``; a resumed search must use the same config).
 2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`); a Ray instance
-   that is already running is used as is and left running.
+   that is already running is used as is and left running. On a cluster (``address``) the data
+   is checked on every node before Tune starts (:func:`hytnas.cluster.check_data_on_nodes`), and
+   ``ship_code=True`` ships this package to the workers (:func:`hytnas.cluster.code_runtime_env`).
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
@@ -21,14 +23,18 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    and :class:`hytnas.callbacks.MlflowTracker`. Ray's own progress table is silenced (``verbose=0``).
    With ``resume=True``: ``tune.Tuner.restore(..., resume_errored=True)``; finished trials are
    kept, unfinished ones continue from their last epoch checkpoint, and the searcher continues
-   from its saved state (``Searcher.save``/``restore``), so no trial is lost or repeated.
+   from its saved state (``Searcher.save``/``restore``), so no trial is lost or repeated. A trial
+   whose worker or node dies is retried once (``FailureConfig(max_failures=1)``) from its last
+   checkpoint, on any node with room.
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
    experiment folder, the same files as artifacts of the MLflow parent run, and the Pareto table
    with the ``mlflow ui`` command printed.
 
 Experiment folder layout (``cfg.storage_dir``): ``experiment.yaml`` (the effective config, written
 once), ``tune/`` (Tune's state, trial folders and checkpoints), ``mlflow.db`` + ``mlartifacts/``
-+ ``tracking.json`` (tracking), ``trials.csv``, ``pareto.csv``, ``pareto.png``.
++ ``tracking.json`` (tracking), ``trials.csv``, ``pareto.csv``, ``pareto.png``. With a URI
+``storage_path`` (``s3://bucket/path``), ``tune/`` is ``<uri>/tune`` and the other files stay in
+the local folder ``./experiments/<name>`` (:attr:`ExperimentConfig.storage_dir`).
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hytnas.callbacks import MlflowTracker, ProgressCallback
+from hytnas.cluster import check_data_on_nodes, check_storage_uri, code_runtime_env
 from hytnas.config import ExperimentConfig, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
@@ -153,7 +160,9 @@ def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: boo
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
     storage = cfg.storage_dir
-    has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(str(storage / TUNE_DIR))
+    if cfg.storage_uri is not None:
+        check_storage_uri(cfg.storage_uri)
+    has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(_tune_path(cfg))
     if not resume:
         if has_search:
             raise ConfigError(
@@ -185,6 +194,11 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] 
 
 
 # ------------------------------------------------------------------------------ tuner
+def _tune_path(cfg: ExperimentConfig) -> str:
+    """Tune's experiment folder: ``<storage>/tune`` (a URI stays a URI)."""
+    return f"{cfg.tune_storage.rstrip('/')}/{TUNE_DIR}"
+
+
 def make_trainable(cfg: ExperimentConfig):
     """``train_arch`` with the static settings and the per-trial resources attached."""
     resources = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu}
@@ -229,9 +243,8 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         trainable = make_trainable(cfg)
     else:
         trainable = tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
-    tune_dir = cfg.storage_dir / TUNE_DIR
     if resume:
-        return tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_errored=True)
+        return tune.Tuner.restore(_tune_path(cfg), trainable=trainable, resume_errored=True)
     first = cfg.get_objectives()[0]
     searcher = search_alg if search_alg is not None else make_searcher(cfg, plan.space, plan.num_classes,
                                                                         plan.in_channels)
@@ -244,18 +257,21 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
             trial_name_creator=trial_name, trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(cfg.storage_dir),
+            name=TUNE_DIR, storage_path=cfg.tune_storage,
             callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan), *callbacks],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0), verbose=0, log_to_file=True,
+            failure_config=tune.FailureConfig(max_failures=1), verbose=0, log_to_file=True,
         ),
     )
 
 
 # ------------------------------------------------------------------------------ running
 def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: bool = False,
-               callbacks: Sequence[Any] = (), quiet: bool = False, stream: TextIO | None = None) -> SearchResult:
+               callbacks: Sequence[Any] = (), quiet: bool = False, stream: TextIO | None = None,
+               ship_code: bool = False) -> SearchResult:
     """Run (or resume) the search of ``cfg`` end to end; see the module docstring.
+
+    ``ship_code`` (with ``address``): ship this package to the cluster's workers (``py_modules``).
 
     Every problem with the inputs raises a :class:`~hytnas.errors.HytnasError` before anything is
     created. ``quiet`` silences the progress lines and the final table.
@@ -263,8 +279,10 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
     out = stream or sys.stdout
     t0 = time.monotonic()
     plan = preflight(cfg, resume=resume)
-    started = init_ray(address)
+    started = init_ray(address, **({"runtime_env": code_runtime_env()} if ship_code and address else {}))
     try:
+        if address:  # other machines: their data must be there too (local Ray: preflight checked it)
+            check_data_on_nodes(cfg.to_plain(), plan.space.input_size)
         storage = cfg.storage_dir
         storage.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -308,6 +326,8 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
         ckpt = r.checkpoint.path if r.checkpoint is not None else None
         if ckpt and Path(ckpt).is_relative_to(storage):
             ckpt = str(Path(ckpt).relative_to(storage))
+        elif ckpt and cfg.storage_uri is not None:  # a path on the URI's filesystem: keep the scheme
+            ckpt = f"{cfg.storage_uri.split('://')[0]}://{ckpt}"
         if r.config:
             records.append({"trial_id": metrics.get("trial_id") or Path(r.path).name, "status": status,
                             "config": r.config, "metrics": metrics, "checkpoint": ckpt})
