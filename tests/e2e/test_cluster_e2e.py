@@ -79,8 +79,8 @@ def cluster():
     """A head and a worker node (1 CPU each); every process started for them is killed at the end."""
     tmp = tempfile.mkdtemp(prefix="hytnas-ray-", dir="/tmp")  # short: Ray's socket paths must fit
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_health_check_period_ms="1000",
-               RAY_health_check_timeout_ms="1000", RAY_health_check_failure_threshold="3")
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16), RAY_health_check_period_ms="2000",
+               RAY_health_check_failure_threshold="5")  # a SIGKILLed node is seen dead within ~10 s
     gcs, client, *ports = _free_ports(14)
     base = 20000 + secrets.randbelow(20000)
     worker_raylet_port = ports[6]
