@@ -133,7 +133,7 @@ def _node_ids(cluster) -> set[str]:
 def test_trials_run_on_both_nodes(cluster, tmp_path, fmnist_tiny):
     nodes = _node_ids(cluster)
     assert len(nodes) == 2
-    proc = _search(cluster, _write_config(tmp_path, fmnist_tiny, "two-nodes", epochs=1))
+    proc = _search(cluster, _write_config(tmp_path, fmnist_tiny, "two-nodes", epochs=2))
     try:
         out, _ = proc.communicate(timeout=240)
     finally:
