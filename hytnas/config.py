@@ -21,7 +21,11 @@ Conventions:
   the current working directory when the config is validated, so that the (plain, absolute)
   config can be shipped to Ray workers that run in other folders.
 - ``storage_path`` defaults to ``./experiments/<name>``; the MLflow store defaults to
-  ``sqlite:///<storage_path>/mlflow.db``.
+  ``sqlite:///<storage_path>/mlflow.db``. A URI (``s3://bucket/path``, ``gs://bucket/path``) is
+  kept as is: Tune's state, trial folders and checkpoints go there (pyarrow's filesystems, the
+  usual AWS/GCS credentials and ``AWS_ENDPOINT_URL``), while the driver's files (experiment.yaml,
+  mlflow.db, trials.csv, ...) stay in the local folder ``./experiments/<name>``
+  (:attr:`ExperimentConfig.storage_dir`).
 - Objectives default to ``[val_accuracy, params_k]``: the host latency measured inside a trial
   shares the CPU with the other running trials and is too noisy to rank candidates on a
   laptop or CI runner. ``latency_ms`` is still measured and recorded for every trial; make it an
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +65,11 @@ class _Section(BaseModel):
 
 def _abspath(p: str | None) -> str | None:
     return None if p is None else os.path.abspath(os.path.expanduser(p))
+
+
+def is_uri(path: str | None) -> bool:
+    """Whether ``path`` is a URI with a scheme (``s3://``, ``gs://``, ...), not a local path."""
+    return path is not None and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path) is not None
 
 
 # ----------------------------------------------------------------------------------- sections
@@ -315,7 +325,7 @@ class ExperimentConfig(_Section):
     @field_validator("storage_path")
     @classmethod
     def _abs_storage(cls, v: str | None) -> str | None:
-        return _abspath(v)
+        return v if is_uri(v) else _abspath(v)
 
     @field_validator("objectives")
     @classmethod
@@ -357,8 +367,22 @@ class ExperimentConfig(_Section):
     # ------------------------------------------------------------------------- derived values
     @property
     def storage_dir(self) -> Path:
+        """The local experiment folder: ``storage_path``, or for a URI ``./experiments/<name>``
+        (absolute, from the current folder of the process that asks: the driver)."""
         assert self.storage_path is not None  # set by the validator
+        if self.storage_uri is not None:
+            return Path(os.path.abspath(os.path.join("experiments", self.name)))
         return Path(self.storage_path)
+
+    @property
+    def storage_uri(self) -> str | None:
+        """``storage_path`` when it is a URI (``s3://...``), else None."""
+        return self.storage_path if is_uri(self.storage_path) else None
+
+    @property
+    def tune_storage(self) -> str:
+        """Tune's ``storage_path``: the URI, or the local experiment folder."""
+        return self.storage_uri or str(self.storage_dir)
 
     @property
     def tracking_uri(self) -> str:

@@ -37,7 +37,7 @@ METRIC_COLUMNS = (
     "peak_sram_kb", "peak_sram_fp32_kb", "model_size_kb", "model_size_fp32_kb", "epoch",
 )
 #: Text/flag columns of the trial tables (after the metrics).
-INFO_COLUMNS = ("trial_id", "arch_id", "status", "feasible", "pareto", "checkpoint")
+INFO_COLUMNS = ("trial_id", "arch_id", "status", "feasible", "pareto", "checkpoint", "node_id", "hostname")
 #: Columns of the terminal table, when present.
 TABLE_COLUMNS = ("arch_id", "val_accuracy", "test_accuracy", "latency_ms", "params_k", "macs_m",
                  "peak_sram_kb", "model_size_kb")
@@ -70,6 +70,8 @@ def trials_frame(
         row["arch_id"] = metrics.get("arch_id") or space.arch_id(archs[-1])
         row["status"] = str(rec["status"])
         row["checkpoint"] = rec.get("checkpoint") or ""
+        row["node_id"] = str(metrics.get("node_id") or "")  # where the last report came from
+        row["hostname"] = str(metrics.get("hostname") or "")
         rows.append(row)
     df = pd.DataFrame(rows, columns=list(dict.fromkeys([*METRIC_COLUMNS, *(o.name for o in objectives), *INFO_COLUMNS])))
     df["feasible"] = feasible_mask(df, constraints)

@@ -6,15 +6,23 @@ running cluster at ``address`` (probed first with a TCP connect, :func:`probe_ad
 instance that is already running is used as is. Before
 that it sets (unless already set) :data:`QUIET_ENV`, which keeps Tune's console output to what
 :class:`hytnas.callbacks.ProgressCallback` prints, plus the caller's ``env``.
+
+Local means local: the Ray that :func:`init_ray` starts itself (no ``address``) is bound to the
+loopback interface. Its node IP is ``127.0.0.1``, so the GCS, the raylet, the object manager,
+the workers, the driver and the runtime-env agent listen on 127.0.0.1 only (Ray binds its gRPC
+servers to loopback exactly when the node IP is 127.0.0.1; by default it resolves 127.0.0.1 to
+the machine's routable IP and listens on every interface). A cluster (``address``) is left as
+its nodes were started. docs/cluster.md lists what listens where.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ray
@@ -27,6 +35,9 @@ QUIET_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_DEDUP_LOGS": "1",
 }
+#: Set for a local Ray: Ray's own switch for single-machine Ray (the default on macOS and Windows),
+#: under which a node IP of 127.0.0.1 is kept rather than resolved to the routable IP.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 #: Tune without its per-trial loggers (result.json, progress.csv): for runs whose record is a callback.
 NO_TRIAL_LOGGERS = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
@@ -60,7 +71,9 @@ def init_ray(
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or machine_cpus(), **kwargs)
+            kwargs.setdefault("_node_ip_address", "127.0.0.1")
+            with _loopback_only():
+                ray.init(num_cpus=num_cpus or machine_cpus(), **kwargs)
     except ConnectionError as exc:
         raise ConfigError(f"--address: cannot connect to a Ray cluster at {address} ({exc})") from None
     return True
@@ -96,6 +109,28 @@ def probe_address(address: str, timeout: float = PROBE_TIMEOUT_S) -> None:
             f"--address: nothing answers at {target} ({exc.strerror or type(exc).__name__}); start "
             "the cluster (ray start --head) or fix the address"
         ) from None
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local Ray starts: :data:`LOOPBACK_ENV` in the environment (the processes Ray starts
+    inherit it) and in the driver (``ray._private.ray_constants``, read when ``ray`` was imported),
+    so that ``ray.init(_node_ip_address="127.0.0.1")`` keeps the loopback address."""
+    from ray._private import ray_constants
+
+    saved_env = {k: os.environ.get(k) for k in LOOPBACK_ENV}
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def shutdown(started: bool) -> None:

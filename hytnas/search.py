@@ -16,6 +16,9 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
 2. Start local Ray or connect to ``address`` (:func:`hytnas.runtime.init_ray`, which probes the
    address first); a Ray instance that is already running is used as is and left running. One
    trial's resources must fit the largest alive node (:func:`check_cluster_resources`).
+   On a cluster (``address``) the data is checked on every node before Tune starts
+   (:func:`hytnas.cluster.check_data_on_nodes`), and ``ship_code=True`` ships this package to the
+   workers (:func:`hytnas.cluster.code_runtime_env`).
 3. Build the ``tune.Tuner`` (:func:`build_tuner`): the function trainable
    :func:`trainables.train.train_arch` with the static experiment settings
    (``tune.with_parameters``) and per-trial resources (``tune.with_resources``); the searcher from
@@ -34,6 +37,7 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    checkpoint ``failure.max_failures`` times (default 1), e.g. after its
    worker process died. ``trials.csv`` and ``pareto.csv`` are rewritten atomically each time a trial
    finishes (:class:`hytnas.callbacks.LiveReport`; ``hytnas status`` reads them).
+   A trial whose worker or node dies is retried on any node with room.
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
    experiment folder, the same files as artifacts of the MLflow parent run, and the Pareto table
    with the ``mlflow ui`` command printed.
@@ -42,6 +46,8 @@ Experiment folder layout (``cfg.storage_dir``): ``experiment.yaml`` (the effecti
 once), ``tune/`` (Tune's state, trial folders and checkpoints), ``searcher.json`` (the searcher's
 write-ahead record), ``mlflow.db`` + ``mlartifacts/`` + ``tracking.json`` (tracking),
 ``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` (at the end).
+With a URI ``storage_path`` (``s3://bucket/path``), ``tune/`` is ``<uri>/tune`` and the other files
+stay in the local folder ``./experiments/<name>`` (:attr:`ExperimentConfig.storage_dir`).
 """
 from __future__ import annotations
 
@@ -65,6 +71,7 @@ from ray.tune import Callback, Stopper
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from hytnas.callbacks import LiveReport, MlflowTracker, ProgressCallback, SearchRecords
+from hytnas.cluster import check_data_on_nodes, check_storage_uri, code_runtime_env
 from hytnas.config import ExperimentConfig, check_writable, parse_experiment
 from hytnas.data import make_datamodule
 from hytnas.devices import device_wiring as wire
@@ -199,7 +206,9 @@ def check_cluster_resources(cfg: ExperimentConfig) -> None:
 
 def _check_storage(cfg: ExperimentConfig, resume: bool) -> None:
     storage = cfg.storage_dir
-    has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(str(storage / TUNE_DIR))
+    if cfg.storage_uri is not None:
+        check_storage_uri(cfg.storage_uri)
+    has_search = (storage / CONFIG_FILE).is_file() and tune.Tuner.can_restore(_tune_path(cfg))
     if not resume:
         if has_search:
             raise ConfigError(
@@ -231,6 +240,11 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] 
 
 
 # ------------------------------------------------------------------------------ tuner
+def _tune_path(cfg: ExperimentConfig) -> str:
+    """Tune's experiment folder: ``<storage>/tune`` (a URI stays a URI)."""
+    return f"{cfg.tune_storage.rstrip('/')}/{TUNE_DIR}"
+
+
 def make_trainable(cfg: ExperimentConfig):
     """``train_arch`` with the static settings and the per-trial resources attached."""
     resources = {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu}
@@ -357,9 +371,8 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
         trainable = make_trainable(cfg)
     else:
         trainable = tune.with_resources(trainable, {"cpu": cfg.resources.cpu, "gpu": cfg.resources.gpu})
-    tune_dir = cfg.storage_dir / TUNE_DIR
     if resume:
-        return tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_errored=True)
+        return tune.Tuner.restore(_tune_path(cfg), trainable=trainable, resume_errored=True)
     first = cfg.get_objectives()[0]
     searcher = search_alg if search_alg is not None else make_searcher(cfg, plan.space, plan.num_classes,
                                                                         plan.in_channels, record=True)
@@ -375,7 +388,7 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
             trial_name_creator=trial_name, trial_dirname_creator=trial_name,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=str(cfg.storage_dir),
+            name=TUNE_DIR, storage_path=cfg.tune_storage,
             callbacks=[*make_callbacks(cfg, plan.space, quiet=quiet, plan=plan, searcher=searcher), guard,
                        *callbacks],
             # every epoch checkpoint is kept while the search runs: Tune's last experiment snapshot may name an
@@ -389,8 +402,11 @@ def build_tuner(cfg: ExperimentConfig, *, resume: bool = False, plan: Plan | Non
 
 # ------------------------------------------------------------------------------ running
 def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: bool = False,
-               callbacks: Sequence[Any] = (), quiet: bool = False, stream: TextIO | None = None) -> SearchResult:
+               callbacks: Sequence[Any] = (), quiet: bool = False, stream: TextIO | None = None,
+               ship_code: bool = False) -> SearchResult:
     """Run (or resume) the search of ``cfg`` end to end; see the module docstring.
+
+    ``ship_code`` (with ``address``): ship this package to the cluster's workers (``py_modules``).
 
     Every problem with the inputs raises a :class:`~hytnas.errors.HytnasError` before anything is
     created. ``quiet`` silences the progress lines and the final table.
@@ -398,9 +414,11 @@ def run_search(cfg: ExperimentConfig, *, address: str | None = None, resume: boo
     out = stream or sys.stdout
     t0 = time.monotonic()
     plan = preflight(cfg, resume=resume, address=address)
-    started = init_ray(address)
+    started = init_ray(address, **({"runtime_env": code_runtime_env()} if ship_code and address else {}))
     try:
         check_cluster_resources(cfg)
+        if address:  # other machines: their data must be there too (local Ray: preflight checked it)
+            check_data_on_nodes(cfg.to_plain(), plan.space.input_size)
         storage = cfg.storage_dir
         storage.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -447,6 +465,8 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
             prune_checkpoints(Path(ckpt).parent, ckpt)
         if ckpt and Path(ckpt).is_relative_to(storage):
             ckpt = str(Path(ckpt).relative_to(storage))
+        elif ckpt and cfg.storage_uri is not None:  # a path on the URI's filesystem: keep the scheme
+            ckpt = f"{cfg.storage_uri.split('://')[0]}://{ckpt}"
         if r.config:
             records.append({"trial_id": metrics.get("trial_id") or Path(r.path).name, "status": status,
                             "config": r.config, "metrics": metrics, "checkpoint": ckpt})

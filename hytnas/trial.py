@@ -7,7 +7,8 @@ MLflow tracker and ``hytnas export`` read it.
 Results: every report carries :data:`EPOCH_METRICS` (the lookup and surrogate trainables:
 ``val_accuracy`` at least), ``epoch`` (1-based), :data:`hytnas.objectives.COST_METRICS`,
 ``latency_ms`` (``host_latency_ms`` too when a device profile computes ``latency_ms``) and
-``arch_id``; the final report adds :data:`FINAL_METRICS` and ``done: True``.
+``arch_id`` (the training trainable also ``node_id`` and ``hostname``: the Ray node and host the
+trial ran on); the final report adds :data:`FINAL_METRICS` and ``done: True``.
 
 Checkpoint folder: :data:`CKPT_FILE` (the whole training state), :data:`WEIGHTS_FILE` (the bare
 model ``state_dict``, loadable with ``weights_only=True``) and :data:`STATE_FILE` (format
@@ -41,6 +42,8 @@ RESULT_KEYS = (
     "latency_ms",
     "host_latency_ms",
     "arch_id",
+    "node_id",
+    "hostname",
     *FINAL_METRICS,
     "done",
 )

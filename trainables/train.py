@@ -30,12 +30,14 @@ finished trial that Tune forgot is not retrained.
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import ray
 import torch
 from ray import tune
 
@@ -131,7 +133,7 @@ def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
         if latency is None:
             latency = host_latency_ms(arch_cfg, cfg, *shapes)
         static = {**{k: float(costs[k]) for k in COST_METRICS}, "latency_ms": float(latency),
-                  "arch_id": arch_cfg.arch_id}
+                  "arch_id": arch_cfg.arch_id, **where()}
         # device profile (hytnas.hardware): when it computes latency (lut / learned / analytic), that is
         # the latency_ms the searcher optimised; the host timing is kept as host_latency_ms
         device_ms = trial_latency_ms(cfg.hardware.device, space, arch, num_classes=shapes[1], in_channels=shapes[2])
@@ -150,6 +152,11 @@ def train_arch(config: dict[str, Any], *, experiment: dict[str, Any]) -> None:
         final = {**final, **{k: float(out[k]) for k in FINAL_METRICS if k in out},
                  "done": True}
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(str(final_dir)))
+
+
+def where() -> dict[str, str]:
+    """Where this trial runs: ``node_id`` (the Ray node id, hex) and ``hostname``."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
 
 
 def _restore(checkpoint: Any, dest: Path) -> tuple[Path | None, dict[str, Any] | None]:

@@ -29,6 +29,7 @@ EPILOG = """examples:
   hytnas search my.yaml --resume                # continue an interrupted search (same config)
   hytnas search my.yaml --address head:6379          # a running cluster (ray start --head)
   hytnas search my.yaml --address ray://head:10001   # Ray Client (the ray[client] extra)
+  hytnas search my.yaml --address auto --ship-code   # on a cluster's head; docs/cluster.md
 
 every key and its default: configs/README.md"""
 
@@ -44,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override a config key (dotted, value parsed as YAML); repeatable")
     p.add_argument("--address", default=None, metavar="ADDRESS",
                    help="connect to this Ray cluster (HOST:PORT, auto, or ray://HOST:PORT) instead of starting Ray locally")
+    p.add_argument("--ship-code", action="store_true",
+                   help="with --address: ship this package to the cluster's workers (Ray runtime_env py_modules) "
+                        "instead of relying on it being installed on every node")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted search in the experiment folder (same config)")
     p.set_defaults(func=run)
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from hytnas.search import SearchFailed, failure_message, run_search  # heavy imports after the config is valid
 
     try:
-        result = run_search(cfg, address=args.address, resume=args.resume)
+        result = run_search(cfg, address=args.address, resume=args.resume, ship_code=args.ship_code)
     except SearchFailed as exc:  # not bad input: exit 1, the run can be resumed
         print(f"hytnas: error: {exc}", file=sys.stderr)
         return 1
