@@ -163,12 +163,14 @@ class MlflowTracker(MlflowLogger, Callback):
         self._timed(trial, super().on_trial_result, iteration, trials, trial, result, **info)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._timed(trial, self._finished, super().on_trial_complete, iteration, trials, trial, **info)
+        self._timed(trial, self._finished, super().on_trial_complete, "TERMINATED", iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._timed(trial, self._finished, super().on_trial_error, iteration, trials, trial, **info)
+        self._timed(trial, self._finished, super().on_trial_error, "ERROR", iteration, trials, trial, **info)
 
-    def _finished(self, hook: Callable[..., None], iteration: int, trials: list, trial: Any, **info: Any) -> None:
+    def _finished(
+        self, hook: Callable[..., None], status: str, iteration: int, trials: list, trial: Any, **info: Any
+    ) -> None:
         hook(iteration, trials, trial, **info)
         tid = str(trial.trial_id)
         if tid not in self._order:
@@ -177,7 +179,8 @@ class MlflowTracker(MlflowLogger, Callback):
         if isinstance(t, (int, float)):
             self.trial_s[tid] = float(t)
         self._since += 1
-        df = self.frame(trials)
+        # Tune calls the hook before it sets the trial's final status
+        df = self.frame(trials, {tid: status})
         if df is None:
             return
         self.set_front(df.loc[df["pareto"], "trial_id"], trials)
@@ -185,10 +188,11 @@ class MlflowTracker(MlflowLogger, Callback):
         if self._since >= self.refresh_every or now - self._last_refresh >= self.refresh_s:
             self.refresh(df, plots=now - self._last_plot >= self.refresh_s)
 
-    def frame(self, trials: Sequence[Any]) -> Any:
+    def frame(self, trials: Sequence[Any], statuses: dict[str, str] | None = None) -> Any:
         """The trial frame (:func:`hytnas.report.trials_frame`) of ``trials`` in completion order
-        (unfinished trials last); None without objectives or trials."""
-        records = trial_records(trials, self.storage, self.max_epochs)
+        (unfinished trials last; ``statuses``: Tune statuses that replace the trials' own);
+        None without objectives or trials."""
+        records = trial_records(trials, self.storage, self.max_epochs, statuses)
         if not records or not self.objectives:
             return None
         rank = {tid: i for i, tid in enumerate(self._order)}
@@ -239,6 +243,7 @@ class MlflowTracker(MlflowLogger, Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         df = self.frame(trials)
         if df is not None and len(df):
+            self.set_front(df.loc[df["pareto"], "trial_id"], trials)
             self.refresh(df, plots=True)
         stats = self.overhead()
         try:
@@ -251,10 +256,14 @@ class MlflowTracker(MlflowLogger, Callback):
         super().on_experiment_end(trials, **info)
 
 
-def trial_records(trials: Sequence[Any], storage: Path, max_epochs: int | None = None) -> list[dict[str, Any]]:
+def trial_records(
+    trials: Sequence[Any], storage: Path, max_epochs: int | None = None, statuses: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """The trial records of :func:`hytnas.report.trials_frame` from Tune trials (those with a
-    config): status from :func:`hytnas.trial.trial_status`, last result, latest checkpoint
-    (relative to ``storage`` when inside it)."""
+    config): status from :func:`hytnas.trial.trial_status` of the trial's Tune status (or of
+    ``statuses[trial_id]``: Tune runs the completion hooks before it sets the final status), last
+    result, latest checkpoint (relative to ``storage`` when inside it)."""
+    statuses = statuses or {}
     out = []
     for t in trials:
         if not t.config:
@@ -269,7 +278,7 @@ def trial_records(trials: Sequence[Any], storage: Path, max_epochs: int | None =
                 "config": t.config,
                 "metrics": metrics,
                 "checkpoint": ckpt,
-                "status": trial_status(t.status, metrics, max_epochs=max_epochs),
+                "status": trial_status(statuses.get(str(t.trial_id), t.status), metrics, max_epochs=max_epochs),
             }
         )
     return out
@@ -344,11 +353,11 @@ class LiveReport(Callback):
         self.max_epochs = max_epochs
         self.comment = comment
 
-    def records(self, trials: Sequence[Any]) -> list[dict[str, Any]]:
-        return trial_records(trials, self.storage, self.max_epochs)
+    def records(self, trials: Sequence[Any], statuses: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return trial_records(trials, self.storage, self.max_epochs, statuses)
 
-    def write(self, trials: Sequence[Any]) -> None:
-        records = self.records(trials)
+    def write(self, trials: Sequence[Any], statuses: dict[str, str] | None = None) -> None:
+        records = self.records(trials, statuses)
         if not records:
             return
         archs, df = trials_frame(records, self.space, self.objectives, self.constraints)
@@ -358,7 +367,7 @@ class LiveReport(Callback):
             log.warning("hytnas: could not write the trial tables in %s: %s", self.storage, exc)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.write(trials)
+        self.write(trials, {str(trial.trial_id): "TERMINATED"})  # Tune sets the status after the hooks
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.write(trials)
+        self.write(trials, {str(trial.trial_id): "ERROR"})

@@ -53,6 +53,7 @@ import math
 import os
 import shlex
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -575,7 +576,8 @@ def traced_model(checkpoint: str | Path, space: Any, batch: int = 2) -> tuple[An
     model.load_state_dict(torch.load(Path(checkpoint) / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     model.eval()
     x = torch.zeros(batch, chans, size, size)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice and the tracer's shape notes
         traced = torch.jit.trace(model, x)
     return traced, x
 
@@ -615,7 +617,7 @@ def log_front_models(tracking_uri: str, parent_run_id: str, storage: str | Path,
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.pytorch.log_model(
                     traced, name="model", signature=infer_signature(x.numpy(), y), input_example=x.numpy(),
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"], serialization_format="pickle",
                     registered_model_name=register_name)
             client.set_tag(run_id, MODEL_TAG, info.model_uri)
             client.set_tag(run_id, "model", "pareto")

@@ -112,3 +112,45 @@ def test_unreachable_server_is_one_line(tmp_path):
 
 def test_ui_command_of_a_server():
     assert ui_command("http://127.0.0.1:5000") == "open http://127.0.0.1:5000"
+
+
+def test_front_model_loads_without_hytnas(tmp_path, space):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from mlflow import MlflowClient
+
+    from hytnas.models import build_model
+    from hytnas.tracking import MODEL_TAG, log_front_models
+    from hytnas.trial import new_state, write_trial_files
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MlflowLogger(uri, "t", tmp_path, {"name": "t"}, space)
+    logger.setup()
+    arch = space.sample(1, seed=2)[0]
+    t = _trial(space, arch, "t0")
+    logger.on_trial_start(0, [t], t)
+    aid = space.arch_id(arch)
+    model = build_model(space.to_arch_cfg(arch), num_classes=10, in_channels=1, input_size=28).eval()
+    write_trial_files(tmp_path / "ckpt", model, new_state(space, arch, aid, 28, 10, 1, 1.0))
+    uris = log_front_models(uri, logger.parent_run_id, tmp_path, [{"trial_id": "t0", "checkpoint": "ckpt"}], space)
+    assert len(uris) == 1
+    assert MlflowClient(uri).get_run(logger._children["t0"]).data.tags[MODEL_TAG] == uris[0]
+    x = torch.randn(3, 1, 28, 28)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.inference_mode():
+        torch.save(model(x), tmp_path / "y.pt")
+    code = ("import sys; sys.modules['hytnas'] = None\n"
+            "import mlflow.pytorch, torch\n"
+            "m = mlflow.pytorch.load_model(sys.argv[1])\n"
+            "x, y = torch.load(sys.argv[2]), torch.load(sys.argv[3])\n"
+            "print(type(m).__name__, float((m(x) - y).abs().max()))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["MLFLOW_TRACKING_URI"] = uri
+    p = subprocess.run([sys.executable, "-I", "-c", code, uris[0], str(tmp_path / "x.pt"), str(tmp_path / "y.pt")],
+                       cwd=tmp_path / "ckpt", env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    name, diff = p.stdout.split()[-2:]
+    assert name == "RecursiveScriptModule" and float(diff) < 1e-4
