@@ -35,13 +35,20 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    worker process died. ``trials.csv`` and ``pareto.csv`` are rewritten atomically each time a trial
    finishes (:class:`hytnas.callbacks.LiveReport`; ``hytnas status`` reads them).
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
-   experiment folder, the same files as artifacts of the MLflow parent run, and the Pareto table
-   with the ``mlflow ui`` command printed.
+   experiment folder, the same files (and ``hypervolume.png``) as artifacts of the MLflow parent run,
+   the Pareto-optimal models logged in their child runs (:func:`hytnas.tracking.finish_search`;
+   registered under ``mlflow.register_name`` when set), and the Pareto table with the command that
+   browses the runs printed (``open URL`` for a tracking server). While the search runs the parent
+   run is refreshed (:class:`hytnas.callbacks.MlflowTracker`). A tracking server that does not
+   answer fails the preflight (nothing created); one lost later never stops the search (its records
+   are queued, and those still unsent at the end are kept in ``mlflow-pending.jsonl``).
 
 Experiment folder layout (``cfg.storage_dir``): ``experiment.yaml`` (the effective config, written
 once), ``tune/`` (Tune's state, trial folders and checkpoints), ``searcher.json`` (the searcher's
-write-ahead record), ``mlflow.db`` + ``mlartifacts/`` + ``tracking.json`` (tracking),
-``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` (at the end).
+write-ahead record), ``mlflow.db`` + ``mlartifacts/`` (a local store only) + ``tracking.json``
+(tracking), ``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` and
+``hypervolume.png`` (refreshed during the run), ``tracking_overhead.json`` (time spent in the MLflow
+callback per trial), ``mlflow-pending.jsonl`` (only when the tracking store was lost).
 """
 from __future__ import annotations
 
