@@ -287,6 +287,12 @@ class MlflowSection(_Section):
     enabled: bool = Field(True, description="track the search in MLflow")
     tracking_uri: str | None = Field(None, description="null: sqlite:///<storage_path>/mlflow.db")
     experiment_name: str | None = Field(None, description="MLflow experiment; null: the experiment name")
+    refresh_every: int = Field(1, ge=1, description="refresh the parent run (tables, front, hypervolume) every this "
+                                                    "many finished trials")
+    refresh_s: float = Field(60.0, gt=0, description="... and at least every this many seconds (the plots at most "
+                                                     "this often, and at the end)")
+    register_name: str | None = Field(None, description="register the Pareto-optimal models under this MLflow "
+                                                        "model name at the end; null: log them only")
 
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"

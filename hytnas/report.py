@@ -23,10 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from hytnas.mo import feasible_mask, trials_pareto_mask
-from hytnas.objectives import METRICS, Constraint, Objective
+from hytnas.mo import feasible_mask, hv_curve, reference_point, trials_pareto_mask
+from hytnas.objectives import METRICS, Constraint, Objective, to_maximize
 from hytnas.space import GENES, Space
 from hytnas.table import write_arch_table
 from hytnas.trial import STATUSES, trial_status
@@ -182,6 +183,47 @@ def plot_front(df: pd.DataFrame, objectives: Sequence[Objective], path: str | Pa
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"{len(front)} Pareto-optimal of {len(done)} completed trials")
     fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def hv_history(
+    df: pd.DataFrame, objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
+) -> tuple[list[float], list[float]]:
+    """The anytime hypervolume of a trial frame in its row order (the order of evaluation) and its
+    reference point in the objectives' own units (:func:`hytnas.mo.reference_point` of the done,
+    feasible rows with finite objectives; the other rows add nothing). Empty lists without such rows."""
+    names = [o.name for o in objectives]
+    Y = df[names].to_numpy(dtype=float) if len(df) else np.zeros((0, len(names)))
+    ok = (df["status"].to_numpy() == "done") & feasible_mask(df, constraints) & np.isfinite(Y).all(axis=1)
+    if not ok.any():
+        return [], []
+    ref = reference_point(Y[ok], objectives)
+    curve = iter(hv_curve(Y[ok], objectives, ref))
+    out, last = [], 0.0
+    for flag in ok:
+        last = next(curve) if flag else last
+        out.append(last)
+    ref_natural = to_maximize(ref.unsqueeze(0), objectives).squeeze(0).tolist()
+    return out, ref_natural
+
+
+def plot_hypervolume(curve: Sequence[float], ref: Sequence[float], objectives: Sequence[Objective],
+                     path: str | Path) -> Path:
+    """Hypervolume after each evaluation (a step line), the reference point in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.step(range(1, len(curve) + 1), list(curve), where="post", c="tab:blue")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume")
+    ax.grid(alpha=0.3)
+    where = ", ".join(f"{o.name}={v:.4g}" for o, v in zip(objectives, ref))
+    ax.set_title(f"reference point: {where}", fontsize=8)
+    fig.savefig(path, dpi=100)
     return Path(path)
 
 

@@ -39,13 +39,20 @@ What a run does, in order (the CLI ``hytnas search`` is a thin wrapper):
    finishes (:class:`hytnas.callbacks.LiveReport`; ``hytnas status`` reads them).
    A trial whose worker or node dies is retried on any node with room.
 4. At the end: ``trials.csv``, ``pareto.csv`` (arch-table format) and ``pareto.png`` in the
-   experiment folder, the same files as artifacts of the MLflow parent run, and the Pareto table
-   with the ``mlflow ui`` command printed.
+   experiment folder, the same files (and ``hypervolume.png``) as artifacts of the MLflow parent run,
+   the Pareto-optimal models logged in their child runs (:func:`hytnas.tracking.finish_search`;
+   registered under ``mlflow.register_name`` when set), and the Pareto table with the command that
+   browses the runs printed (``open URL`` for a tracking server). While the search runs the parent
+   run is refreshed (:class:`hytnas.callbacks.MlflowTracker`). A tracking server that does not
+   answer fails the preflight (nothing created); one lost later never stops the search (its records
+   are queued, and those still unsent at the end are kept in ``mlflow-pending.jsonl``).
 
 Experiment folder layout (``cfg.storage_dir``): ``experiment.yaml`` (the effective config, written
 once), ``tune/`` (Tune's state, trial folders and checkpoints), ``searcher.json`` (the searcher's
-write-ahead record), ``mlflow.db`` + ``mlartifacts/`` + ``tracking.json`` (tracking),
-``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` (at the end).
+write-ahead record), ``mlflow.db`` + ``mlartifacts/`` (a local store only) + ``tracking.json``
+(tracking), ``trials.csv``, ``pareto.csv`` (during and after the run), ``pareto.png`` and
+``hypervolume.png`` (refreshed during the run), ``tracking_overhead.json`` (time spent in the MLflow
+callback per trial), ``mlflow-pending.jsonl`` (only when the tracking store was lost).
 With a URI ``storage_path`` (``s3://bucket/path``), ``tune/`` is ``<uri>/tune`` and the other files
 stay in the local folder ``./experiments/<name>`` (:attr:`ExperimentConfig.storage_dir`).
 """
@@ -78,7 +85,7 @@ from hytnas.devices import device_wiring as wire
 from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, machine_cpus, shutdown
-from hytnas.tracking import log_artifacts, read_state, ui_command
+from hytnas.tracking import PENDING_FILE, check_tracking_server, finish_search, read_state, ui_command
 from hytnas.trial import TUNE_DIR, is_complete, prune_checkpoints, trial_name
 from hytnas.utils import atomic_write_text
 from trainables.train import train_arch
@@ -115,6 +122,8 @@ class SearchResult:
     objectives: tuple[str, ...] = field(default=())
     aborted: bool = False
     error_files: tuple[Path, ...] = field(default=())
+    #: the MLflow records the tracking store did not take (``<storage>/mlflow-pending.jsonl``), or None
+    pending_file: Path | None = None
 
     @property
     def num_done(self) -> int:
@@ -187,6 +196,8 @@ def preflight(cfg: ExperimentConfig, *, resume: bool = False, check_storage: boo
         raise ConfigError(f"dataset.{exc}") from None
     num_classes, in_channels = dm.num_classes, dm.in_channels
     make_searcher(cfg, space, num_classes, in_channels)  # options and constraints are valid
+    if cfg.mlflow.enabled:
+        check_tracking_server(cfg.tracking_uri)  # a server that does not answer: one line, nothing created
     if check_storage:
         check_writable(cfg.storage_dir, "storage_path")
         _check_storage(cfg, resume)
@@ -270,11 +281,15 @@ def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, pl
         constraints = plan.constraints if plan is not None else cfg.get_constraints()
         out.append(ProgressCallback(cfg.get_objectives(), constraints, total=cfg.budget.num_samples,
                                     max_epochs=cfg.training.epochs))
-    if cfg.mlflow.enabled:
-        out.append(MlflowTracker(cfg.tracking_uri, cfg.mlflow_experiment, cfg.storage_dir, cfg.to_plain(), space))
     objectives = cfg.get_objectives()
-    out.append(LiveReport(cfg.storage_dir, space, objectives, plan.constraints if plan is not None else cfg.get_constraints(),
+    constraints = plan.constraints if plan is not None else cfg.get_constraints()
+    # the tables first: the MLflow tracker logs the files LiveReport has just written
+    out.append(LiveReport(cfg.storage_dir, space, objectives, constraints,
                           max_epochs=cfg.training.epochs, comment=report_comment(cfg)))
+    if cfg.mlflow.enabled:
+        out.append(MlflowTracker(cfg.tracking_uri, cfg.mlflow_experiment, cfg.storage_dir, cfg.to_plain(), space,
+                                 objectives=objectives, constraints=constraints, max_epochs=cfg.training.epochs,
+                                 refresh_every=cfg.mlflow.refresh_every, refresh_s=cfg.mlflow.refresh_s))
     return out
 
 
@@ -482,18 +497,23 @@ def _collect(cfg: ExperimentConfig, plan: Plan, grid: Any, wall_s: float) -> Sea
     aborted = limit is not None and len(errors) > limit
     interrupted = not aborted and not over_time and (finished < len(grid) or len(grid) < cfg.budget.num_samples)
     parent = None
+    front = sort_front(df[df["pareto"]], objectives)
+    pending = None
     if cfg.mlflow.enabled:
         state = read_state(storage)
         parent = state["parent_run_id"] if state else None
         if parent:
-            log_artifacts(cfg.tracking_uri, parent, files.values(), {
+            logged = [*files.values(), *([storage / "hypervolume.png"] if (storage / "hypervolume.png").is_file() else [])]
+            finish_search(cfg.tracking_uri, parent, storage, logged, {
                 "trials_done": float((df["status"] == "done").sum()),
                 "trials_failed": float((df["status"] == "failed").sum()),
-                "pareto_size": float(df["pareto"].sum())})
-    front = sort_front(df[df["pareto"]], objectives)
+                "pareto_size": float(df["pareto"].sum())},
+                front[["trial_id", "checkpoint"]].to_dict("records"), plan.space, cfg.mlflow.register_name)
+        if (storage / PENDING_FILE).is_file():
+            pending = storage / PENDING_FILE
     return SearchResult(storage, df, front, files, cfg.tracking_uri if cfg.mlflow.enabled else None, parent,
                         interrupted, wall_s, tuple(o.name for o in objectives), aborted,
-                        tuple(Path(r.path) / "error.txt" for r in errors if r.path))
+                        tuple(Path(r.path) / "error.txt" for r in errors if r.path), pending)
 
 
 def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
@@ -512,6 +532,9 @@ def summary(result: SearchResult, cfg: ExperimentConfig) -> str:
               f"plot:    {result.files['plot']}"]
     if result.tracking_uri:
         lines.append(f"MLflow:  {ui_command(result.tracking_uri)}")
+    if result.pending_file is not None:
+        lines.append(f"MLflow:  the tracking store did not take every record; they are kept in {result.pending_file} "
+                     "(the trials' own results are complete in the experiment folder)")
     if result.interrupted:
         lines.append(f"the search stopped after {len(df)} of {cfg.budget.num_samples} trials (interrupted, or the searcher "
                      f"ran out of feasible archs); continue it with: {resume_command(cfg)}")

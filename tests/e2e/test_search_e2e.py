@@ -16,6 +16,7 @@ from hytnas.config import parse_experiment
 from hytnas.models import build_model
 from hytnas.space import GENES
 from hytnas.table import read_arch_table
+from hytnas.tracking import DERIVED_PARAMS
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +97,7 @@ def test_search_end_to_end(tmp_path, fmnist_tiny, ray_local, capsys):
     for child in children:
         assert child.info.status == "FINISHED"
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        assert set(child.data.params) == set(GENES) | {"arch_id"}
+        assert set(child.data.params) == set(GENES) | set(DERIVED_PARAMS)
         row = trials[trials["trial_id"] == child.data.tags["ray_trial_id"]].iloc[0]
         assert child.data.params["arch_id"] == row["arch_id"]
         assert set(METRICS) <= set(child.data.metrics)
