@@ -336,7 +336,7 @@ class MlflowLogger:
 
     def apply(self, op: Mapping[str, Any]) -> None:
         """One queued call (a JSON-able dict): ``{"op": "start"}`` (the parent run);
-        ``{"op": "trial", "trial_id", "config", "known", "metrics": [[key, value, ms, step]],
+        ``{"op": "trial", "trial_id", "config", "metrics": [[key, value, ms, step]],
         "tags": {...}, "terminate": null | "FINISHED" | "FAILED"}`` (the trial's child run, found
         or created by :meth:`child_run`); ``{"op": "parent", "metrics", "tags", "files"}``."""
         from mlflow.entities import Metric, RunTag
@@ -351,7 +351,7 @@ class MlflowLogger:
                 if Path(f).is_file():
                     self.client.log_artifact(run_id, str(f))
         else:
-            run_id = self.child_run(_TrialRef(op["trial_id"], op["config"]), op.get("known", ()))
+            run_id = self.child_run(_TrialRef(op["trial_id"], op["config"]))
         metrics = [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in op.get("metrics", ())]
         tags = [RunTag(k, str(v)[:_MAX_PARAM]) for k, v in (op.get("tags") or {}).items()]
         if metrics or tags:
@@ -359,9 +359,8 @@ class MlflowLogger:
         if op.get("terminate"):
             self.client.set_terminated(run_id, op["terminate"])
 
-    def _trial_op(self, trial: Any, trials: Iterable[Any], **kw: Any) -> dict[str, Any]:
-        return {"op": "trial", "trial_id": str(trial.trial_id), "config": _plain(trial.config),
-                "known": sorted(_ids(trials)), **kw}
+    def _trial_op(self, trial: Any, **kw: Any) -> dict[str, Any]:
+        return {"op": "trial", "trial_id": str(trial.trial_id), "config": _plain(trial.config), **kw}
 
     def set_front(self, front: Iterable[str], trials: Iterable[Any]) -> None:
         """Tag ``pareto = "true"`` on the child runs of the trials in ``front`` that were not on the
@@ -371,7 +370,7 @@ class MlflowLogger:
         by_id = {str(t.trial_id): t for t in trials}
         for tid in sorted(front ^ self._front):
             if tid in by_id:
-                self.submit(self._trial_op(by_id[tid], trials, tags={"pareto": "true" if tid in front else "false"}))
+                self.submit(self._trial_op(by_id[tid], tags={"pareto": "true" if tid in front else "false"}))
         self._front = front
 
     def log_parent(self, metrics: Mapping[str, float], step: int, tags: Mapping[str, str] | None = None,
@@ -461,7 +460,7 @@ class MlflowLogger:
         return closed
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.submit(self._trial_op(trial, trials))
+        self.submit(self._trial_op(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         """Metrics of every report with ``step = epoch``; node tags on the trial's first report."""
@@ -474,7 +473,7 @@ class MlflowLogger:
             self._tagged.add(tid)
             tags = {k: str(result[k]) for k in NODE_KEYS if result.get(k) not in (None, "")}
         if metrics or tags:
-            self.submit(self._trial_op(trial, trials, metrics=metrics, tags=tags))
+            self.submit(self._trial_op(trial, metrics=metrics, tags=tags))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         epochs = (self.config.get("training") or {}).get("epochs")
@@ -482,12 +481,12 @@ class MlflowLogger:
         tags = {"hytnas.status": status, "status": STATUS_TAGS[status]}
         if str(trial.trial_id) not in self._front:
             tags["pareto"] = "false"
-        self.submit(self._trial_op(trial, trials, tags=tags, terminate="FINISHED"))
+        self.submit(self._trial_op(trial, tags=tags, terminate="FINISHED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         tags = {"hytnas.status": "failed", "status": STATUS_TAGS["failed"], "hytnas.error": _error_line(trial),
                 "pareto": "false"}
-        self.submit(self._trial_op(trial, trials, tags=tags, terminate="FAILED"))
+        self.submit(self._trial_op(trial, tags=tags, terminate="FAILED"))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Close the orphan runs and the parent run (KILLED while trials are unfinished: resumable);
