@@ -134,7 +134,10 @@ def export_models(
     check_writable(out_dir, "--out")  # one line before anything is read, built or written
     space = cfg.build_space()
     rows = _select(d, trial)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. a read-only or virtual file system that os.access does not see through
+        raise ConfigError(f"--out: {out_dir} cannot be created ({exc.strerror or type(exc).__name__})") from None
     data = _data(cfg, space.input_size, calib_images, eval_images) if quantize else None
     norm = make_datamodule(cfg, space.input_size).batch_transform(False)  # no data read
     normalise = {"mean": list(norm.mean), "std": list(norm.std), "scale": "pixel / 255"}

@@ -60,13 +60,13 @@ def init_ray(
     so should shut it down); a cluster that cannot be reached is a :class:`ConfigError`."""
     for var, value in {**QUIET_ENV, **(env or {})}.items():
         os.environ.setdefault(var, value)
+    if address:  # also when a Ray is already running here: a wrong address is never silently ignored
+        probe_address(address)
     if ray.is_initialized():
         return False
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING, **kwargs}
     if num_gpus is not None:
         kwargs["num_gpus"] = num_gpus
-    if address:
-        probe_address(address)
     try:
         if address:
             ray.init(address=address, **kwargs)

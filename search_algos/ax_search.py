@@ -26,8 +26,7 @@ from typing import Any
 
 from hytnas.errors import SearchError
 from hytnas.space import Arch
-from hytnas.utils import atomic_write_json
-from search_algos.base import check_state, read_state
+from search_algos.base import JsonStateFile, check_state
 from search_algos.common import Problem, load_candidates, nearest_unused
 from search_algos.settings import SearcherSettings
 
@@ -35,7 +34,7 @@ STATE_FORMAT = "hytnas-ax-state"
 STATE_VERSION = 1
 
 
-class AxArchSearch:
+class AxArchSearch(JsonStateFile):
     """Ax's default generation strategy as an ask/tell searcher (see the module docstring)."""
 
     kind = "ax"
@@ -136,9 +135,3 @@ class AxArchSearch:
             self.client = Client.load_from_json_file(str(Path(d) / "ax.json"))
         self.pending = {space.from_vector(p["genes"]): int(p["index"]) for p in state["pending"]}
         self.used = {space.from_vector(g) for g in state["used"]}
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_json(path, self.state_dict())
-
-    def restore(self, path: str | Path) -> None:
-        self.load_state_dict(read_state(path))

@@ -70,7 +70,19 @@ class Searcher(Protocol):
         """Continue from :meth:`state_dict` (same kind, same problem)."""
 
 
-class ArchSearcher:
+class JsonStateFile:
+    """``save`` / ``restore`` of a searcher's :meth:`state_dict` as an atomically written JSON file."""
+
+    def save(self, path: str | Path) -> None:
+        """:meth:`state_dict` written atomically as JSON."""
+        atomic_write_json(path, self.state_dict())
+
+    def restore(self, path: str | Path) -> None:
+        """:meth:`load_state_dict` of a file written by :meth:`save`."""
+        self.load_state_dict(read_state(path))
+
+
+class ArchSearcher(JsonStateFile):
     """Base class of the ask/tell searchers (see the module docstring).
 
     Args:
@@ -237,14 +249,6 @@ class ArchSearcher:
             self._load_settings_state(state.get("settings", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None
-
-    def save(self, path: str | Path) -> None:
-        """:meth:`state_dict` written atomically as JSON."""
-        atomic_write_json(path, self.state_dict())
-
-    def restore(self, path: str | Path) -> None:
-        """:meth:`load_state_dict` of a file written by :meth:`save`."""
-        self.load_state_dict(read_state(path))
 
     # pickling (Ray Tune stores its searcher object): plain state, no fitted models
     def __getstate__(self) -> dict[str, Any]:

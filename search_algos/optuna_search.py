@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -34,8 +33,7 @@ from optuna.trial import TrialState
 
 from hytnas.errors import SearchError
 from hytnas.space import Arch
-from hytnas.utils import atomic_write_json
-from search_algos.base import check_state, read_state
+from search_algos.base import JsonStateFile, check_state
 from search_algos.common import Problem, load_candidates, nearest_unused, read_observations
 from search_algos.settings import OPTUNA_SAMPLERS, OptunaSettings
 
@@ -62,7 +60,7 @@ def make_sampler(kind: str, seed: int, with_constraints: bool) -> optuna.sampler
     raise SearchError(f"optuna sampler {kind!r}: use one of {', '.join(OPTUNA_SAMPLERS)}")
 
 
-class OptunaArchSearch:
+class OptunaArchSearch(JsonStateFile):
     """An Optuna sampler as an ask/tell searcher (see the module docstring)."""
 
     def __init__(
@@ -238,12 +236,6 @@ class OptunaArchSearch:
             self.used = {space.from_vector(g) for g in state["used"]}
         except (KeyError, TypeError, ValueError) as exc:
             raise SearchError(f"searcher state: malformed ({type(exc).__name__}: {exc})") from None
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_json(path, self.state_dict())
-
-    def restore(self, path: str | Path) -> None:
-        self.load_state_dict(read_state(path))
 
     # pickling (Ray Tune stores its searcher object): the plain state, replayed into a fresh study
     def __getstate__(self) -> dict[str, Any]:
