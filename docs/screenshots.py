@@ -58,6 +58,15 @@ class Page:
     def js(self, code: str):
         return self.call("Runtime.evaluate", expression=code, returnByValue=True).get("result", {}).get("value")
 
+    def click_text(self, text: str) -> None:
+        """A real mouse click on the first element whose own text is ``text``."""
+        xy = self.js(f"""(() => {{ const e = [...document.querySelectorAll('*')].find(e => e.children.length === 0
+                     && e.textContent.trim() === {json.dumps(text)}); if (!e) return null;
+                     const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
+        if xy:
+            for kind in ("mousePressed", "mouseReleased"):
+                self.call("Input.dispatchMouseEvent", type=kind, x=xy[0], y=xy[1], button="left", clickCount=1)
+
     def shot(self, path: Path) -> None:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
         print(f"wrote {path}")
@@ -114,20 +123,19 @@ def main() -> int:
         page.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
         exp_id = state.get("experiment_id") or "1"
         page.call("Page.navigate", url=f"{base}/#/experiments/{exp_id}/runs")
-        time.sleep(12)
+        time.sleep(20)
         # close the assistant side panel, expand the parent run's children
         page.js("""[...document.querySelectorAll('button')].filter(b => (b.getAttribute('aria-label')||'').match(/close/i))
                    .forEach(b => b.click());""")
         time.sleep(1)
-        page.js("""[...document.querySelectorAll('button')].filter(b => (b.getAttribute('aria-label')||'').match(/expand/i)
-                   || b.textContent.trim() === '+').slice(0, 1).forEach(b => b.click());""")
+        page.js("""const b = [...document.querySelectorAll('.ag-row button')].find(b => b.className.includes('btn-link')
+                   && b.textContent.trim() === ''); if (b) b.click();""")
         time.sleep(4)
         page.shot(args.out / "mlflow-runs.png")
         run = state["parent_run_id"]
         page.call("Page.navigate", url=f"{base}/#/experiments/{exp_id}/runs/{run}/artifacts")
         time.sleep(10)
-        page.js("""[...document.querySelectorAll('*')].filter(e => e.children.length === 0 &&
-                   e.textContent.trim() === 'pareto.png').slice(0, 1).forEach(e => e.click());""")
+        page.click_text("pareto.png")
         time.sleep(4)
         page.shot(args.out / "mlflow-parent-artifacts.png")
     finally:
