@@ -32,7 +32,7 @@ the last. ``--epochs auto``: every worker first times 40 graphed steps of one ar
 at once, so the rate is the aggregate one), and the longest epoch count of a fixed menu whose
 estimated time fits in ``--time-budget`` (with a 25 % margin) is chosen and saved in
 ``schedule.json``; a continued run reuses it. The estimate leaves out capture and evaluation: on
-the lent H200 whole trials ran at a third of the calibrated rate (21 vs 70 steps/s over 12
+an H200 GPU machine (16 cores, 2026-11-26) whole trials ran at a third of the calibrated rate (21 vs 70 steps/s over 12
 workers), so give ``--epochs`` where the budget is tight.
 
 Output folder (``--out``): ``schedule.json``, ``rows.jsonl`` (one JSON line per finished trial,

@@ -6,8 +6,8 @@ the run), so the HV fractions compare with that table. The searcher is driven di
 time, no Ray: the same calls Tune makes), which makes a 100-evaluation run take minutes.
 
 Variants (``--variants``, comma-separated; each is a set of ``mobo`` options (``search_algos.settings.MOBOSettings``), see
-:data:`VARIANTS`): ``default`` (the shipped settings: ParEGO since session 4) and ``parego``;
-``nehvi`` (qLogNEHVI, the default until session 4, with the reference point from the observed
+:data:`VARIANTS`): ``default`` (the shipped settings: ParEGO since 7adf720, 2026-11-26) and ``parego``;
+``nehvi`` (qLogNEHVI, the default until 7adf720, with the reference point from the observed
 front) and, around it: ``ref-data`` (reference point from all observations), ``relax`` (continuous
 relaxation: L-BFGS-B on the acquisition over the encoding from the 4 best candidates, rounded
 with ``Space.nearest``), ``relax-long`` (``relax`` + 8 starts and 40 hill-climb steps),
@@ -51,13 +51,13 @@ from hytnas.space import get_space  # noqa: E402
 from hytnas.utils import atomic_write_json  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},  # the shipped settings (ParEGO since session 4)
+    "default": {},  # the shipped settings (ParEGO since 7adf720)
     "parego": {"acquisition": "parego"},
     "parego-deep-ls": {"acquisition": "parego", "local_search_starts": 8, "local_search_steps": 40},
     "parego-categorical": {"acquisition": "parego", "surrogate_options": {"kernel": "categorical"}},
     "parego-full-fit": {"acquisition": "parego", "surrogate_options": {"warm_maxiter": 200}},
     "parego-n-init-20": {"acquisition": "parego", "n_initial": 20},
-    # qLogNEHVI (the default until session 4) and what was tried around it
+    # qLogNEHVI (the default until 7adf720) and what was tried around it
     "nehvi": {"acquisition": "qlognehvi"},
     "ref-data": {"acquisition": "qlognehvi", "ref_point": "data"},
     # relax, relax-long and categorical were measured against the "data" reference point (the default then)
