@@ -86,7 +86,7 @@ from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, machine_cpus, shutdown
 from hytnas.tracking import PENDING_FILE, check_tracking_server, finish_search, read_state, ui_command
-from hytnas.trial import TUNE_DIR, is_complete, prune_checkpoints, trial_name
+from hytnas.trial import TUNE_DIR, error_line, is_complete, prune_checkpoints, trial_name
 from hytnas.utils import atomic_write_text
 from trainables.train import train_arch
 
@@ -296,16 +296,6 @@ def make_callbacks(cfg: ExperimentConfig, space: Any, *, quiet: bool = False, pl
 def report_comment(cfg: ExperimentConfig) -> str:
     """The comment line of ``trials.csv`` / ``pareto.csv``."""
     return f"hytnas search {cfg.name}; objectives {', '.join(o.name for o in cfg.get_objectives())}"
-
-
-def error_line(error: Any) -> str:
-    """``"Type: first line of the message"`` of a trial's error (the cause of a Ray task error)."""
-    cause = getattr(error, "cause", None) or error
-    if isinstance(cause, str):  # the text of error.txt
-        lines = [ln for ln in cause.strip().splitlines() if ln.strip() and not ln.startswith("Failure #")]
-        return lines[-1].strip()[:300] if lines else "unknown error"
-    msg = (str(cause).strip().splitlines() or [""])[0]
-    return f"{type(cause).__name__}: {msg}"[:300] if msg else type(cause).__name__
 
 
 def _no_trial_tracebacks(record: logging.LogRecord) -> bool:

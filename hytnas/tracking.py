@@ -61,7 +61,7 @@ from typing import Any
 import yaml
 
 from hytnas.errors import ConfigError
-from hytnas.trial import is_complete, retry_of
+from hytnas.trial import error_line, is_complete, retry_of
 from hytnas.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,9 @@ def check_tracking_server(tracking_uri: str, timeout_s: float = PROBE_TIMEOUT_S)
             _client(tracking_uri).search_experiments(max_results=1)
     except call_errors() as exc:
         raise ConfigError(
-            f"mlflow.tracking_uri: the tracking server {tracking_uri} does not answer ({_first_line(exc)}); "
+            f"mlflow.tracking_uri: the tracking server {tracking_uri} does not answer ({error_line(exc, 200)}); "
             "start it or set mlflow.tracking_uri: null (a local sqlite store)"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{type(exc).__name__}: {text}"[:200]
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -329,7 +324,7 @@ class MlflowLogger:
         if self._down_since is None:
             self._down_since = time.monotonic()
             log.warning("hytnas: MLflow call failed (%s); training goes on, the records are queued and sent later",
-                        _first_line(exc))
+                        error_line(exc, 200))
 
     def _limits(self) -> contextlib.AbstractContextManager[None]:
         return http_limits(CALL_TIMEOUT_S, CALL_RETRIES) if is_server(self.tracking_uri) else contextlib.nullcontext()
@@ -641,7 +636,7 @@ def finish_search(tracking_uri: str, parent_run_id: str, storage: str | Path, fi
         with http_limits(CALL_TIMEOUT_S, CALL_RETRIES) if is_server(tracking_uri) else contextlib.nullcontext():
             log_artifacts(tracking_uri, parent_run_id, files, metrics)
     except call_errors() as exc:
-        log.warning("hytnas: could not log the report to MLflow (%s)", _first_line(exc))
+        log.warning("hytnas: could not log the report to MLflow (%s)", error_line(exc, 200))
         now = int(time.time() * 1000)
         path = append_pending(storage, [
             {"op": "parent", "files": files, "tags": {},
@@ -652,7 +647,7 @@ def finish_search(tracking_uri: str, parent_run_id: str, storage: str | Path, fi
         uris = log_front_models(tracking_uri, parent_run_id, storage, front, space, register_name)
         _client(tracking_uri).log_metric(parent_run_id, "models_logged", float(len(uris)))
     except call_errors() as exc:
-        log.warning("hytnas: could not log the Pareto-optimal models to MLflow (%s)", _first_line(exc))
+        log.warning("hytnas: could not log the Pareto-optimal models to MLflow (%s)", error_line(exc, 200))
         return uris, append_pending(storage, [{"op": "models", "front": front, "register_name": register_name}])
     return uris, None
 
@@ -668,7 +663,7 @@ def _is_number(x: Any) -> bool:
 def _error_line(trial: Any) -> str:
     path = getattr(trial, "error_file", None)
     try:
-        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+        text = Path(path).read_text() if path else ""
     except OSError:
-        lines = []
-    return lines[-1] if lines else "trial raised an error (see the Ray Tune trial folder)"
+        text = ""
+    return error_line(text) if text.strip() else "trial raised an error (see the Ray Tune trial folder)"

@@ -176,3 +176,15 @@ def read_trial_state(checkpoint_dir: str | Path) -> dict[str, Any]:
     if state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
         raise DataError(f"{path}: not a version-{STATE_VERSION} hytnas trial state")
     return state
+
+
+def error_line(error: Any, limit: int = 300) -> str:
+    """One line of a trial's error, at most ``limit`` characters: ``"Type: first line of the
+    message"`` of an exception (of its ``cause`` for a Ray task error), or the last line of the
+    text of an ``error.txt`` (Tune's ``Failure #`` header skipped)."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, str):
+        lines = [ln for ln in cause.strip().splitlines() if ln.strip() and not ln.startswith("Failure #")]
+        return lines[-1].strip()[:limit] if lines else "unknown error"
+    msg = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {msg}"[:limit] if msg else type(cause).__name__
