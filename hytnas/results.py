@@ -43,10 +43,8 @@ from hytnas.objectives import Constraint
 from hytnas.report import INFO_COLUMNS, sort_front, trials_frame
 from hytnas.space import GENES
 from hytnas.table import arch_table_frame, read_arch_table
-from hytnas.trial import STATE_FILE, trial_status
+from hytnas.trial import CONFIG_FILE, STATE_FILE, TUNE_DIR, trial_status
 
-CONFIG_FILE = "experiment.yaml"
-TUNE_DIR = "tune"
 TRIALS_FILE = "trials.csv"
 #: columns read back as text from ``trials.csv`` (a hex trial id may look like a number)
 TEXT_COLUMNS = ("trial_id", "arch_id", "status", "checkpoint")

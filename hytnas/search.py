@@ -86,11 +86,9 @@ from hytnas.errors import ConfigError, SearchError
 from hytnas.report import format_table, sort_front, trials_frame, write_report
 from hytnas.runtime import init_ray, machine_cpus, shutdown
 from hytnas.tracking import PENDING_FILE, check_tracking_server, finish_search, read_state, ui_command
-from hytnas.trial import TUNE_DIR, error_line, is_complete, prune_checkpoints, trial_name
+from hytnas.trial import CONFIG_FILE, TUNE_DIR, error_line, is_complete, prune_checkpoints, trial_name
 from hytnas.utils import atomic_write_text
 from trainables.train import train_arch
-
-CONFIG_FILE = "experiment.yaml"
 
 
 class SearchFailed(SearchError):

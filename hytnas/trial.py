@@ -55,6 +55,8 @@ STATUSES = ("done", "stopped", "failed", "running", "pending")
 RETRY_OF_KEY = "retry_of"
 #: The Ray Tune folder in an experiment folder: ``<storage>/tune/trial_<id>/checkpoint_<n>``.
 TUNE_DIR = "tune"
+#: The effective config of a search, written once in its experiment folder.
+CONFIG_FILE = "experiment.yaml"
 
 CKPT_FILE = "lightning.ckpt"
 WEIGHTS_FILE = "model.pt"
