@@ -137,7 +137,7 @@ def _tune_records(d: Path, max_epochs: int) -> Iterator[dict[str, Any]]:
         config = _read_json(folder / "params.json")
         if not isinstance(config, Mapping):
             raise DataError(f"{folder / 'params.json'}: not a trial config")
-        metrics = _last_result(folder / "result.json")
+        metrics = last_result(folder / "result.json")
         trial_id = str(metrics.get("trial_id") or folder.name.removeprefix("trial_"))
         failed = (folder / "error.txt").is_file() or (folder / "error.pkl").is_file()
         tune_status = statuses.get(trial_id)
@@ -164,7 +164,7 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: unreadable JSON") from None
 
 
-def _last_result(path: Path) -> dict[str, Any]:
+def last_result(path: Path) -> dict[str, Any]:
     """The last complete line of ``result.json`` (a line cut by a kill is skipped); ``{}`` when none."""
     try:
         lines = path.read_text().splitlines()

@@ -43,31 +43,29 @@ def search_status(experiment_dir: str | Path) -> dict[str, Any]:
     ``name``, ``folder``, ``num_samples``, ``counts`` (per status), ``trials`` (rows: ``trial_id``,
     ``arch_id``, ``status`` and metrics; unknown values None), ``finished``.
     Raises :class:`~hytnas.errors.ConfigError` when the folder holds no search."""
-    from hytnas.config import parse_experiment
     from hytnas.errors import ConfigError, HytnasError
+    from hytnas.results import TRIALS_FILE, TUNE_DIR, load_saved_experiment
     from hytnas.table import read_arch_table
-    from hytnas.utils import read_yaml
+    from search_algos.record import RECORD_FILE
 
     d = Path(experiment_dir)
-    if not (d / "experiment.yaml").is_file():
-        raise ConfigError(f"EXPERIMENT_DIR: {d} is not a hytnas experiment folder (no experiment.yaml)")
-    cfg = parse_experiment(read_yaml(d / "experiment.yaml", "experiment", ConfigError))
+    cfg = load_saved_experiment(d)
     space = cfg.build_space()
     rows: dict[str, dict[str, Any]] = {}
-    if (d / "trials.csv").is_file():
+    if (d / TRIALS_FILE).is_file():
         try:
-            _, df = read_arch_table(d / "trials.csv", space)
+            _, df = read_arch_table(d / TRIALS_FILE, space)
         except HytnasError as exc:
-            raise ConfigError(f"EXPERIMENT_DIR: {d / 'trials.csv'} is unreadable ({exc})") from None
+            raise ConfigError(f"EXPERIMENT_DIR: {d / TRIALS_FILE} is unreadable ({exc})") from None
         for rec in df.to_dict("records"):
             rows[str(rec["trial_id"])] = {c: _plain(rec.get(c)) for c in COLUMNS}
-    record = _record(d / "searcher.json")
+    record = _record(d / RECORD_FILE)
     for tid, genes in (record.get("trials") or {}).items():
         row = rows.get(str(tid))
         if row is not None and row["status"] in FINAL:
             continue
         arch = space.from_vector(genes)
-        last = _last_result(d / "tune" / f"trial_{tid}" / "result.json")
+        last = _last_result(d / TUNE_DIR / f"trial_{tid}" / "result.json")
         rows[str(tid)] = {**dict.fromkeys(COLUMNS), **{c: _plain(last.get(c)) for c in COLUMNS if c in last},
                           "trial_id": str(tid), "arch_id": space.arch_id(arch), "status": "running"}
     counts = dict.fromkeys(("done", "running", "failed", "pending", "stopped"), 0)
@@ -88,10 +86,13 @@ def _record(path: Path) -> dict[str, Any]:
 
 
 def _last_result(path: Path) -> dict[str, Any]:
+    """:func:`hytnas.results.last_result`; an unreadable file is no result yet."""
+    from hytnas.errors import DataError
+    from hytnas.results import last_result
+
     try:
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, json.JSONDecodeError):  # a line being written: no result yet
+        return last_result(path)
+    except DataError:
         return {}
 
 
